@@ -1,0 +1,6 @@
+"""facesr: 8x face super-resolution (16x16 -> 128x128) with a face-parsing prior.
+
+The library behind the pipeline: models, data, losses, metrics, training and inference.
+"""
+
+__version__ = "0.1.0"
