@@ -8,6 +8,9 @@ BIN := $(VENV)/bin
 $(BIN)/facesr: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[dev]'
+	# facenet-pytorch (MTCNN face detector for `facesr upscale --faces auto`; its weights ship in the
+	# wheel) pins torch<2.3 and numpy<2 in its metadata but runs on this stack; install its code alone.
+	$(BIN)/pip install -q --no-deps facenet-pytorch==2.6.0
 	touch $(BIN)/facesr
 
 setup: $(BIN)/facesr
