@@ -1,0 +1,175 @@
+"""downscale: faces + merged parsing bits -> the packed HR/LR/parsing arrays (SPEC.md "Downscaling", "Split").
+
+HR = the image resized to `hr_size` with `kernel`; LR = HR resized by 1/`scale` the same way; parsing
+= the merged bit planes averaged over `mask_size/hr_size` square blocks (area averaging: a pixel's value
+is the fraction of its block the part covers), stored as round(p*255). Kernels: `bicubic_aa` = PIL
+`Image.BICUBIC` (Pillow widens the kernel when shrinking, i.e. antialiased); `bicubic` = the plain
+4-tap bicubic without antialiasing (torch `interpolate(..., antialias=False)`, a=-0.75), kept for the
+kernel ablation of SPEC.md.
+
+Split (deterministic from the ids alone):
+- `thesis`: ids sorted ascending, the first N - 2k train, the next k val, the last k test, with
+  k = round(N/30) (28000/1000/1000 for the release's 30000), at least 1 when N >= 3.
+- `official`: CelebA's own partition through `CelebA-HQ-to-CelebA-mapping.txt` (columns idx, orig_idx,
+  orig_file): orig_idx < 162770 train, < 182637 val, else test (list_eval_partition.txt's boundaries;
+  gives 24183/2993/2824 on the release). Needs the mapping file in the raw folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from facesr.data.errors import BadFile, DataError, apply_policy, check_policy
+from facesr.data.imageio import ImageProblem, read_rgb
+from facesr.data.layout import MAPPING, find_root, image_path
+from facesr.data.merge import read_merged_manifest, read_png16, unpack_bits
+from facesr.data.packed import FORMAT, SPLITS
+from facesr.data.util import atomic_dir, ordered_map, sha256_file
+
+KERNELS = ("bicubic_aa", "bicubic")
+SPLIT_METHODS = ("thesis", "official")
+CELEBA_TRAIN_END = 162770
+CELEBA_VAL_END = 182637
+SMOKE_IMAGES = 8
+
+
+def resize_rgb(img: np.ndarray, size: int, kernel: str) -> np.ndarray:
+    """uint8 (H, W, 3) -> uint8 (size, size, 3)."""
+    if kernel == "bicubic_aa":
+        return np.asarray(Image.fromarray(img).resize((size, size), Image.BICUBIC))
+    if kernel == "bicubic":
+        import torch
+        import torch.nn.functional as F
+
+        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
+        y = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=False)
+        return y[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+    raise DataError(f"downscale.kernel: {kernel!r} is not one of {', '.join(KERNELS)}")
+
+
+def area_downsample(planes: np.ndarray, size: int) -> np.ndarray:
+    """uint8 0/1 (C, S, S) -> uint8 (C, size, size) = round(255 * fraction of each block set)."""
+    c, s, _ = planes.shape
+    f = s // size
+    counts = planes.reshape(c, size, f, size, f).sum(axis=(2, 4), dtype=np.uint32)
+    n = f * f
+    return ((counts * 510 + n) // (2 * n)).astype(np.uint8)  # round half up of 255*counts/n, in integers
+
+
+def split_ids(ids: list[int], method: str, mapping: Path | None = None) -> dict[str, list[int]]:
+    ids = sorted(ids)
+    if method == "thesis":
+        n = len(ids)
+        k = max(1, round(n / 30)) if n >= 3 else 0
+        return {"train": ids[: n - 2 * k], "val": ids[n - 2 * k: n - k], "test": ids[n - k:]}
+    if method == "official":
+        if mapping is None or not mapping.is_file():
+            raise DataError(f"{mapping}: split 'official' needs the release's {MAPPING} (absent)")
+        orig: dict[int, int] = {}
+        for ln, line in enumerate(mapping.read_text().splitlines(), 1):
+            fields = line.split()
+            if not fields or not fields[0].isdigit():
+                continue  # header line "idx orig_idx orig_file"
+            if len(fields) < 2 or not fields[1].isdigit():
+                raise DataError(f"{mapping}:{ln}: expected 'idx orig_idx orig_file', got {line!r}")
+            orig[int(fields[0])] = int(fields[1])
+        missing = [i for i in ids if i not in orig]
+        if missing:
+            raise DataError(f"{mapping}: no entry for id(s) {missing[:10]}{' ...' if len(missing) > 10 else ''}")
+        out: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+        for i in ids:
+            o = orig[i]
+            out["train" if o < CELEBA_TRAIN_END else "val" if o < CELEBA_VAL_END else "test"].append(i)
+        return out
+    raise DataError(f"downscale.split: {method!r} is not one of {', '.join(SPLIT_METHODS)}")
+
+
+def _prepare_one(job: tuple):
+    idx, img_path, merged_path, digest, channels, mask_size, hr_size, scale, kernel = job
+    bad: list[BadFile] = []
+    try:
+        img = read_rgb(img_path)
+        if img.shape[0] != img.shape[1]:
+            raise ImageProblem(f"image is {img.shape[1]}x{img.shape[0]}, expected square (aligned faces)")
+        if img.shape[0] < hr_size:
+            raise ImageProblem(f"image is {img.shape[1]}x{img.shape[0]}, smaller than hr_size {hr_size}")
+    except ImageProblem as exc:
+        bad.append(BadFile(str(img_path), str(exc)))
+    try:
+        if sha256_file(merged_path) != digest:
+            raise ImageProblem("sha256 differs from the merge_masks manifest (changed since merging)")
+        bits = read_png16(merged_path)
+        if bits.shape != (mask_size, mask_size):
+            raise ImageProblem(f"merged map is {bits.shape[1]}x{bits.shape[0]}, expected {mask_size}")
+    except (ImageProblem, OSError) as exc:
+        bad.append(BadFile(str(merged_path), str(exc)))
+    if bad:
+        return idx, None, bad
+    hr = resize_rgb(img, hr_size, kernel)
+    lr = resize_rgb(hr, hr_size // scale, kernel)
+    parsing = area_downsample(unpack_bits(bits, channels), hr_size)
+    return idx, (hr, lr, parsing), []
+
+
+def downscale(raw: str | Path, merged: str | Path, out: str | Path, *, kernel: str = "bicubic_aa",
+              hr_size: int = 128, scale: int = 8, split: str = "thesis", workers: int = 2,
+              on_error: str = "fail", limit: int | None = None) -> dict:
+    """Pack every merged face of `merged` (images from `raw`) into `out` (replaced atomically)."""
+    check_policy(on_error, "downscale.on_error")
+    if kernel not in KERNELS:
+        raise DataError(f"downscale.kernel: {kernel!r} is not one of {', '.join(KERNELS)}")
+    if hr_size % scale:
+        raise DataError(f"downscale: hr_size {hr_size} is not a multiple of scale {scale}")
+    root = find_root(raw)
+    m = read_merged_manifest(merged)
+    parts, mask_size = m["parts"], int(m["mask_size"])
+    if mask_size % hr_size:
+        raise DataError(f"downscale: mask size {mask_size} is not a multiple of hr_size {hr_size}")
+    ids = m["ids"][:limit] if limit else m["ids"]
+    splits = split_ids(ids, split, root / MAPPING)
+    lr_size = hr_size // scale
+    shapes = {"ids": (), "hr": (hr_size, hr_size, 3), "lr": (lr_size, lr_size, 3),
+              "parsing": (len(parts), hr_size, hr_size)}
+    bad: list[BadFile] = []
+    with atomic_dir(out) as tmp:
+        counts: dict[str, int] = {}
+        for name in SPLITS:
+            sids = splits[name]
+            (tmp / name).mkdir()
+            arrays = {k: np.lib.format.open_memmap(tmp / name / f"{k}.npy", mode="w+",
+                                                   dtype=np.int64 if k == "ids" else np.uint8,
+                                                   shape=(len(sids), *shp))
+                      for k, shp in shapes.items()}
+            jobs = [(i, str(image_path(root, i)), str(Path(merged) / f"{i}.png"), m["sha256"][f"{i}.png"],
+                     len(parts), mask_size, hr_size, scale, kernel) for i in sids]
+            row = 0
+            for idx, result, problems in ordered_map(_prepare_one, jobs, workers, desc=f"downscale {name}"):
+                bad.extend(problems)
+                if result is None:
+                    continue
+                arrays["ids"][row] = idx
+                arrays["hr"][row], arrays["lr"][row], arrays["parsing"][row] = result
+                row += 1
+            for a in arrays.values():
+                a.flush()
+            if row < len(sids):  # skipped faces: rewrite the arrays at their true length
+                for k, a in arrays.items():
+                    kept = np.array(a[:row])
+                    del a
+                    np.save(tmp / name / f"{k}.npy", kept)
+            del arrays
+            counts[name] = row
+        apply_policy(bad, on_error, tmp / "skipped.json", stage="downscale")
+        if not sum(counts.values()):
+            raise DataError(f"{merged}: no usable faces to downscale")
+        manifest = {
+            "format": FORMAT, "kernel": kernel, "hr_size": hr_size, "scale": scale, "parts": parts,
+            "split": split, "splits": counts, "skipped": len(bad),
+            "sha256": {f"{s}/{k}.npy": sha256_file(tmp / s / f"{k}.npy") for s in SPLITS for k in shapes},
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return {"splits": counts, "skipped": len(bad), "out": str(out)}
