@@ -22,12 +22,20 @@ def run_report(
     eval: str,
     per_image: str,
     images: str,
-    curves: str,
+    train_curves: str,
+    gan_curves: str,
     out: str,
     smoke_test: bool,
 ) -> dict[str, Any]:
     return stage.run(
-        params, eval=eval, per_image=per_image, images=images, curves=curves, out=out, smoke_test=smoke_test
+        params,
+        eval=eval,
+        per_image=per_image,
+        images=images,
+        train_curves=train_curves,
+        gan_curves=gan_curves,
+        out=out,
+        smoke_test=smoke_test,
     )
 
 
@@ -38,13 +46,21 @@ def report_flow(
     eval: str,
     per_image: str,
     images: str,
-    curves: str,
+    train_curves: str,
+    gan_curves: str,
     out: str,
     smoke_test: bool = False,
 ) -> dict[str, Any]:
     params = load_params(params_path, "report")
     summary = run_report(
-        params, eval=eval, per_image=per_image, images=images, curves=curves, out=out, smoke_test=smoke_test
+        params,
+        eval=eval,
+        per_image=per_image,
+        images=images,
+        train_curves=train_curves,
+        gan_curves=gan_curves,
+        out=out,
+        smoke_test=smoke_test,
     )
     print(f"report: {summary}")
     return summary

@@ -1,0 +1,277 @@
+"""Evaluation of every model of the thesis' Table 4.1 on the test split.
+
+Models: ``bicubic`` (built, no weights), ``srresnet`` and ``method1`` (``models/train/<name>.pt``),
+``method2`` (``models/gan/method2.pt``). Each is run on the test split's LR faces and scored with
+`facesr.metrics.compute_metrics` against the HR faces: the thesis protocol (RGB PSNR/SSIM, LPIPS
+alex), the literature protocol (Y channel, 8-pixel crop), PSNR per face region from the HR parsing
+maps, and, for models with a prior branch, the mean IoU of their predicted parsing maps.
+
+Outputs (written atomically; nothing half-written is left if a model fails):
+- ``eval.json``: ``{model: {metric: mean over the test faces, ..., "n_images": N}}``;
+- the per-image CSV: one row per (model, face), long format, columns ``model,id,<metrics>``;
+- an images folder for the report: ``lr/{id}.png``, ``hr/{id}.png``, ``<model>/{id}.png`` (the SR
+  faces exactly as scored, since metrics quantise to uint8 too) and, for models with a prior branch,
+  ``<model>/parsing.npz`` (ids, uint8 maps) for the first ``save_parsing`` faces.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TABLE_MODELS = ("bicubic", "srresnet", "method1", "method2")
+# The keys acceptance and the report read; compute_metrics returns these and more.
+HEADLINE = ("psnr", "ssim", "lpips", "psnr_y", "ssim_y")
+
+
+class EvaluationError(ValueError):
+    """A model file or the test data cannot be evaluated; the message names the file and problem."""
+
+
+@dataclass
+class EvalResult:
+    """Means per model, per-image rows, and the ids whose images were saved."""
+
+    summary: dict[str, dict[str, float]] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    ids: list[int] = field(default_factory=list)
+
+
+def model_paths(models_dir: str | Path, gan_dir: str | Path, names: Sequence[str] = TABLE_MODELS) -> dict:
+    """Where each table model's generator file lives (None for bicubic, which has no weights)."""
+    known = {
+        "bicubic": None,
+        "srresnet": Path(models_dir) / "srresnet.pt",
+        "method1": Path(models_dir) / "method1.pt",
+        "method2": Path(gan_dir) / "method2.pt",
+    }
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise EvaluationError(
+            f"evaluate.models: unknown model(s) {', '.join(unknown)}; valid: {', '.join(known)}"
+        )
+    return {n: known[n] for n in names}
+
+
+def load_table_model(name: str, path: Path | None, device: str):
+    """The model in eval mode, on `device`; a missing or unreadable file names itself."""
+    from facesr.models import build_model, load_generator
+
+    if path is None:
+        return build_model(name).to(device).eval()
+    if not path.is_file():
+        raise EvaluationError(f"{path}: generator file for '{name}' not found (did its stage run?)")
+    model, _meta = load_generator(path, map_location=device)
+    return model
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EvaluationError(f"evaluate.device: {device!r} asked for but CUDA is not available")
+    return device
+
+
+def _to_tensor(batch: np.ndarray, device: str):
+    import torch
+
+    # uint8 NHWC at file I/O, float NCHW in [0, 1] everywhere else (DEVELOPING.md).
+    return torch.from_numpy(np.ascontiguousarray(batch)).to(device).permute(0, 3, 1, 2).float() / 255.0
+
+
+def _to_uint8(images) -> np.ndarray:
+    return (images.clamp(0, 1) * 255.0).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def evaluate(
+    data_root: str | Path,
+    paths: Mapping[str, Path | None],
+    *,
+    lpips_net: str = "alex",
+    batch_size: int = 32,
+    max_images: int = 0,
+    device: str = "cpu",
+    images_dir: str | Path | None = None,
+    save_parsing: int = 8,
+    progress: bool = True,
+) -> EvalResult:
+    """Score every model of `paths` on the test split of the prepared data at `data_root`.
+
+    `max_images` > 0 keeps the first faces only (smoke runs); 0 means the whole split.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from facesr.data import load_split, read_manifest
+    from facesr.metrics import LPIPS, compute_metrics
+    from facesr.models import sr_of
+
+    if batch_size < 1:
+        raise EvaluationError(f"evaluate.batch_size must be >= 1, got {batch_size}")
+    device = resolve_device(device)
+    manifest = read_manifest(data_root)
+    parts = list(manifest["parts"])
+    test = load_split(data_root, "test")
+    n = len(test["ids"]) if max_images <= 0 else min(max_images, len(test["ids"]))
+    if n == 0:
+        raise EvaluationError(f"{data_root}: the test split is empty; nothing to evaluate")
+    ids = [int(i) for i in test["ids"][:n]]
+    lpips_fn = LPIPS(net=lpips_net, device=device)
+
+    result = EvalResult(ids=ids)
+    images = Path(images_dir) if images_dir is not None else None
+    if images is not None:
+        for sub, key in (("lr", "lr"), ("hr", "hr")):
+            _save_pngs(images / sub, ids, np.asarray(test[key][:n]))
+
+    show = progress and os.environ.get("FACESR_NO_PROGRESS") != "1"
+    for name, path in paths.items():
+        model = load_table_model(name, path, device)
+        sums: dict[str, float] = {}
+        kept_parsing: list[np.ndarray] = []
+        bar = tqdm(total=n, desc=f"evaluate {name}", disable=not show, unit="face")
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            lr = _to_tensor(test["lr"][start:stop], device)
+            hr = _to_tensor(test["hr"][start:stop], device)
+            gt_parsing = torch.from_numpy(np.asarray(test["parsing"][start:stop])).to(device).float() / 255.0
+            with torch.no_grad():
+                out = model(lr)
+            sr = sr_of(out).clamp(0, 1)
+            pred = out[1] if isinstance(out, (tuple, list)) else None
+            scores = compute_metrics(
+                sr, hr, lpips=lpips_fn, parsing=gt_parsing, pred_parsing=pred, parts=parts
+            )
+            scores = {k: v.detach().cpu().double().numpy() for k, v in scores.items()}
+            for i in range(stop - start):
+                row = {"model": name, "id": ids[start + i]}
+                row.update({k: float(v[i]) for k, v in scores.items()})
+                result.rows.append(row)
+            for k, v in scores.items():
+                sums[k] = sums.get(k, 0.0) + float(v.sum())
+            if images is not None:
+                _save_pngs(images / name, ids[start:stop], _to_uint8(sr))
+                if pred is not None and sum(len(p) for p in kept_parsing) < save_parsing:
+                    kept_parsing.append((pred.clamp(0, 1) * 255).round().byte().cpu().numpy())
+            bar.update(stop - start)
+        bar.close()
+        missing = [k for k in HEADLINE if k not in sums]
+        if missing:
+            raise EvaluationError(f"facesr.metrics.compute_metrics returned no {', '.join(missing)}")
+        result.summary[name] = {k: v / n for k, v in sums.items()} | {"n_images": n}
+        if images is not None and kept_parsing:
+            if not (images / "hr" / "parsing.npz").is_file():
+                # The HR maps of the same faces, for the report's predicted-vs-annotated overlay.
+                gt = np.asarray(test["parsing"][:save_parsing])
+                np.savez_compressed(images / "hr" / "parsing.npz", ids=np.asarray(ids[: len(gt)]), parsing=gt)
+            maps = np.concatenate(kept_parsing)[:save_parsing]
+            np.savez_compressed(images / name / "parsing.npz", ids=np.asarray(ids[: len(maps)]), parsing=maps)
+        del model
+    return result
+
+
+def _save_pngs(folder: Path, ids: Sequence[int], images: np.ndarray) -> None:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, img in zip(ids, images):
+        Image.fromarray(np.ascontiguousarray(img)).save(folder / f"{i}.png")
+
+
+def per_image_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Long-format CSV text: model, id, then every metric any row has (sorted, headline first)."""
+    keys: list[str] = []
+    for row in rows:
+        for k in row:
+            if k not in keys and k not in ("model", "id"):
+                keys.append(k)
+    ordered = [k for k in HEADLINE if k in keys] + sorted(k for k in keys if k not in HEADLINE)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["model", "id", *ordered], lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def replace_dir(tmp: Path, target: Path) -> None:
+    """Put the finished `tmp` folder at `target`, removing the previous output only at the end."""
+    target = Path(target)
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+
+
+def summary_json(summary: Mapping[str, Mapping[str, float]]) -> str:
+    rounded = {
+        m: {k: (round(v, 6) if isinstance(v, float) else v) for k, v in s.items()} for m, s in summary.items()
+    }
+    return json.dumps(rounded, indent=2) + "\n"
+
+
+def log_to_mlflow(
+    summary: Mapping[str, Mapping[str, float]],
+    *,
+    params: Mapping[str, Any],
+    mlflow_params: Mapping[str, Any],
+    artifacts: Sequence[Path] = (),
+) -> str:
+    """One MLflow run (`evaluate`) holding `<model>.<metric>` for every model; returns its run id.
+
+    Same experiment, URI rule and tag names as the training runs (facesr.train.tracking), so the
+    evaluation sits beside the runs that produced the models in the MLflow UI.
+    """
+    import mlflow
+
+    from facesr.train import tracking
+
+    uri = tracking.tracking_uri(mlflow_params)
+    tracking.set_experiment(uri, str(mlflow_params["experiment"]))
+    # An inherited MLFLOW_RUN_ID would make start_run resume that run instead of starting one.
+    os.environ.pop("MLFLOW_RUN_ID", None)
+    with mlflow.start_run(
+        run_name="evaluate", tags=tracking.run_tags("evaluate", params, mlflow_params)
+    ) as run:
+        mlflow.log_params(tracking.flat_params(params))
+        metrics = {
+            f"{model}.{k}": float(v)
+            for model, scores in summary.items()
+            for k, v in scores.items()
+            if isinstance(v, (int, float)) and np.isfinite(v)
+        }
+        mlflow.log_metrics(metrics)
+        for path in artifacts:
+            if Path(path).is_file():
+                mlflow.log_artifact(str(path))
+        return run.info.run_id
