@@ -1,0 +1,183 @@
+"""The model registry, `build_model`, and the exported-generator file format.
+
+Kept apart from ``facesr/models/__init__.py`` so the model modules can import the decorator without
+a circular import; ``facesr.models`` re-exports everything here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+GENERATOR_FORMAT = "facesr-generator/1"
+
+MODELS: dict[str, type[nn.Module]] = {}
+
+
+class ModelConfigError(ValueError):
+    """An unknown model name, or model arguments the model does not accept."""
+
+
+class GeneratorFileError(ValueError):
+    """A generator file that is not a readable facesr export, or that cannot be rebuilt."""
+
+
+class GeneratorFileNotFoundError(GeneratorFileError, FileNotFoundError):
+    """The generator file does not exist (both a GeneratorFileError and a FileNotFoundError)."""
+
+
+def register_model(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator adding a model to `MODELS` under `name` (names are unique)."""
+
+    def decorator(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in MODELS and MODELS[name] is not cls:
+            raise ModelConfigError(f"model name '{name}' is already registered to {MODELS[name].__name__}")
+        MODELS[name] = cls
+        return cls
+
+    return decorator
+
+
+def model_arg_names(name: str) -> list[str]:
+    """The constructor arguments (= params.yaml `model_args` keys) of a registered model."""
+    cls = _model_class(name)
+    return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+
+def _model_class(name: str) -> type[nn.Module]:
+    if name not in MODELS:
+        raise ModelConfigError(f"unknown model '{name}'; valid models: {', '.join(sorted(MODELS))}")
+    return MODELS[name]
+
+
+def build_model(name: str, **model_args: Any) -> nn.Module:
+    """Build a registered model and attach ``model.spec = {"model": name, "model_args": {...}}``.
+
+    ``spec["model_args"]`` holds every constructor argument, defaults filled in, so an exported file
+    rebuilds the same network even if a default changes later.
+    """
+    cls = _model_class(name)
+    signature = inspect.signature(cls.__init__)
+    try:
+        bound = signature.bind(None, **model_args)
+    except TypeError as exc:
+        valid = ", ".join(model_arg_names(name))
+        raise ModelConfigError(f"model '{name}': {exc}; valid model_args: {valid}") from None
+    bound.apply_defaults()
+    full_args = {k: v for k, v in bound.arguments.items() if k != "self"}
+    model = cls(**full_args)
+    model.spec = {"model": name, "model_args": dict(full_args)}
+    return model
+
+
+def sr_of(output: torch.Tensor | tuple | list) -> torch.Tensor:
+    """The final SR image of any generator's output (a tensor, or method1's (coarse, parsing, sr))."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and len(output) == 3 and isinstance(output[2], torch.Tensor):
+        return output[2]
+    raise TypeError(
+        f"expected a generator output (a tensor or a (coarse_sr, parsing, sr) tuple), got {type(output).__name__}"
+    )
+
+
+def _plain(value: Any, where: str) -> Any:
+    """`value` as tensors/numbers/strings/lists/dicts only, so `weights_only=True` can read it back."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().item() if value.numel() == 1 else value.detach().cpu().clone()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    # numpy scalars and arrays, without importing numpy here
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise GeneratorFileError(f"{where}: cannot store a {type(value).__name__} in a generator file")
+
+
+def save_generator(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    params: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write `model` (built by `build_model`) as a self-contained generator file, atomically."""
+    path = Path(path)
+    spec = getattr(model, "spec", None)
+    if not isinstance(spec, dict) or "model" not in spec or "model_args" not in spec:
+        raise GeneratorFileError(
+            f"{path}: the model has no .spec; build it with facesr.models.build_model so it can be rebuilt"
+        )
+    payload = {
+        "format": GENERATOR_FORMAT,
+        "model": str(spec["model"]),
+        "model_args": _plain(spec["model_args"], "model_args"),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "params": _plain(dict(params or {}), "params"),
+        "metrics": _plain(dict(metrics or {}), "metrics"),
+        "extra": _plain(dict(extra or {}), "extra"),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild a generator from its file alone: ``(model in eval mode, meta)``.
+
+    `meta` holds everything in the file except the state dict (format, model, model_args, params,
+    metrics, extra).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise GeneratorFileNotFoundError(f"{path}: generator file not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError or EOFError by cause
+        raise GeneratorFileError(f"{path}: not a facesr generator file (unreadable: {exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != GENERATOR_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise GeneratorFileError(
+            f"{path}: not a facesr generator file (format {found!r}, expected {GENERATOR_FORMAT!r})"
+        )
+    missing = [k for k in ("model", "model_args", "state_dict") if k not in payload]
+    if missing:
+        raise GeneratorFileError(f"{path}: generator file lacks {', '.join(missing)}")
+    name = payload["model"]
+    if name not in MODELS:
+        raise GeneratorFileError(
+            f"{path}: unknown model '{name}'; valid models: {', '.join(sorted(MODELS))}"
+        )
+    try:
+        model = build_model(name, **payload["model_args"])
+    except (ModelConfigError, ValueError, TypeError) as exc:
+        raise GeneratorFileError(f"{path}: cannot rebuild model '{name}': {exc}") from exc
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise GeneratorFileError(f"{path}: weights do not fit model '{name}': {exc}") from exc
+    model.to(map_location)
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    return model.eval(), meta

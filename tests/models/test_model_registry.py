@@ -1,0 +1,143 @@
+"""Registry, build_model errors, sr_of, and the exported-generator file."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from facesr.models import (
+    GENERATOR_FORMAT,
+    MODELS,
+    GeneratorFileError,
+    ModelConfigError,
+    build_model,
+    load_generator,
+    register_model,
+    save_generator,
+    sr_of,
+)
+
+SMALL_M1 = {"num_feat": 16, "num_block": 2, "prior_feat": 16, "prior_res_blocks": 1, "num_hourglass": 1,
+            "hourglass_depth": 2}
+
+
+def test_registry_names():
+    assert set(MODELS) == {"bicubic", "srresnet", "method1", "discriminator"}
+
+
+def test_spec_holds_every_constructor_argument():
+    model = build_model("srresnet", num_feat=8)
+    assert model.spec == {"model": "srresnet", "model_args": {"num_in_ch": 3, "num_out_ch": 3, "num_feat": 8,
+                                                               "num_block": 16, "upscale": 8}}
+
+
+def test_unknown_name_lists_valid_models():
+    with pytest.raises(ModelConfigError, match="unknown model 'esrgan'.*bicubic, discriminator, method1, srresnet"):
+        build_model("esrgan")
+
+
+def test_unknown_argument_lists_valid_args():
+    with pytest.raises(ValueError, match="srresnet.*num_feats.*valid model_args: num_in_ch, num_out_ch, num_feat"):
+        build_model("srresnet", num_feats=8)
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "message"),
+    [
+        ("srresnet", {"upscale": 3}, "power of two"),
+        ("srresnet", {"num_block": 0}, "num_block must be a positive integer"),
+        ("method1", {"attention": "relu"}, "attention must be one of softmax, sigmoid, none"),
+        ("method1", {"prior": "yes"}, "prior must be true or false"),
+        ("discriminator", {"input_size": 100}, "multiple of 16"),
+    ],
+)
+def test_bad_values(name, args, message):
+    with pytest.raises(ModelConfigError, match=message):
+        build_model(name, **args)
+
+
+def test_duplicate_registration_is_refused():
+    with pytest.raises(ModelConfigError, match="already registered"):
+        register_model("srresnet")(torch.nn.Identity)
+
+
+def test_sr_of():
+    t = torch.zeros(1, 3, 4, 4)
+    assert sr_of(t) is t
+    assert sr_of((None, None, t)) is t
+    with pytest.raises(TypeError):
+        sr_of({"sr": t})
+
+
+@pytest.mark.parametrize(("name", "args"), [("srresnet", {"num_feat": 8, "num_block": 1}), ("method1", SMALL_M1),
+                                            ("bicubic", {})])
+def test_save_load_round_trip(tmp_path, name, args):
+    torch.manual_seed(0)
+    model = build_model(name, **args).train()
+    # a few train-mode passes move the BN running stats off their init, so buffers are checked too
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.rand(2, 3, 16, 16))
+    model.eval()
+    path = tmp_path / "sub" / f"{name}.pt"
+    save_generator(path, model, params={"lr": 1.0e-4, "path": tmp_path}, metrics={"psnr": torch.tensor(24.5)},
+                   extra={"step": 3})
+    assert not [p for p in path.parent.iterdir() if p.name != path.name], "temp file left behind"
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    assert raw["format"] == GENERATOR_FORMAT and raw["model"] == name
+    loaded, meta = load_generator(path)
+    assert not loaded.training
+    assert meta["model_args"] == model.spec["model_args"]
+    assert meta["params"] == {"lr": 1.0e-4, "path": str(tmp_path)}
+    assert meta["metrics"]["psnr"] == pytest.approx(24.5)
+    assert meta["extra"] == {"step": 3}
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(sr_of(loaded(x)), sr_of(model(x)), rtol=0, atol=0)
+
+
+def test_save_needs_spec(tmp_path):
+    from facesr.models.srresnet import SRResNet
+
+    with pytest.raises(GeneratorFileError, match="build_model"):
+        save_generator(tmp_path / "x.pt", SRResNet(num_feat=4, num_block=1))
+
+
+def test_save_refuses_unstorable_values(tmp_path):
+    model = build_model("bicubic")
+    with pytest.raises(GeneratorFileError, match="params.fn"):
+        save_generator(tmp_path / "x.pt", model, params={"fn": print})
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_load_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pt: generator file not found"):
+        load_generator(tmp_path / "nope.pt")
+    with pytest.raises(GeneratorFileError):
+        load_generator(tmp_path / "nope.pt")
+
+
+def test_load_non_facesr_files(tmp_path):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(GeneratorFileError, match="garbage.pt: not a facesr generator file"):
+        load_generator(garbage)
+    plain = tmp_path / "plain.pt"
+    torch.save({"state_dict": {}}, plain)
+    with pytest.raises(GeneratorFileError, match="plain.pt: not a facesr generator file .format None"):
+        load_generator(plain)
+
+
+def test_load_unknown_model_and_bad_weights(tmp_path):
+    model = build_model("srresnet", num_feat=8, num_block=1)
+    path = save_generator(tmp_path / "g.pt", model)
+    payload = torch.load(path, weights_only=True)
+    payload["model"] = "esrgan"
+    torch.save(payload, tmp_path / "unknown.pt")
+    with pytest.raises(GeneratorFileError, match="unknown.pt: unknown model 'esrgan'; valid models"):
+        load_generator(tmp_path / "unknown.pt")
+    payload["model"] = "srresnet"
+    payload["model_args"]["num_feat"] = 16
+    torch.save(payload, tmp_path / "mismatch.pt")
+    with pytest.raises(GeneratorFileError, match="mismatch.pt: weights do not fit model 'srresnet'"):
+        load_generator(tmp_path / "mismatch.pt")
