@@ -1,0 +1,61 @@
+"""Metrics of SPEC.md: PSNR/SSIM under the thesis (RGB) and literature (Y, crop 8) protocols, LPIPS,
+PSNR per face region, mean IoU of parsing maps; ``score.py`` is the ``facesr score`` command.
+
+Inputs are float [0, 1] ``(B, 3, H, W)`` and are quantised to uint8 first, as saved images would be.
+Torch is imported on first use so that ``facesr --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LPIPS", "MetricsError", "PARTS", "REGIONS", "compute_metrics", "finite_mean", "parsing_iou", "psnr",
+    "quantize", "region_psnr", "rgb_to_y", "ssim",
+]
+
+_WHERE = {
+    "psnr": "quality", "ssim": "quality", "quantize": "quality", "rgb_to_y": "quality",
+    "MetricsError": "quality", "finite_mean": "quality",
+    "LPIPS": "perceptual",
+    "region_psnr": "regions", "parsing_iou": "regions", "PARTS": "regions", "REGIONS": "regions",
+}
+
+
+def __getattr__(name: str):
+    if name == "compute_metrics":
+        return compute_metrics
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(f"facesr.metrics.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'facesr.metrics' has no attribute {name!r}")
+
+
+def compute_metrics(sr, hr, *, lpips=None, parsing=None, pred_parsing=None, parts=None) -> dict:
+    """Every metric of one batch: ``{name: Tensor (B,)}`` (float64).
+
+    Keys: ``psnr ssim psnr_y ssim_y``; ``lpips`` when an :class:`LPIPS` (or any callable
+    ``(sr, hr) -> (B,)``) is given; ``psnr_<region>`` (eyes, brows, nose, mouth, skin; NaN where a face
+    lacks the region) when the HR ``parsing`` maps are given, with ``parts`` naming their channels
+    (default: SPEC.md's 11); ``parsing_miou`` when ``pred_parsing`` is given as well.
+    """
+    import torch
+
+    from facesr.metrics.quality import MetricsError, psnr, ssim
+    from facesr.metrics.regions import parsing_iou, region_psnr
+
+    out = {
+        "psnr": psnr(sr, hr, "rgb"),
+        "ssim": ssim(sr, hr, "rgb"),
+        "psnr_y": psnr(sr, hr, "y"),
+        "ssim_y": ssim(sr, hr, "y"),
+    }
+    if lpips is not None:
+        out["lpips"] = lpips(sr, hr).to("cpu").double()
+    if parsing is not None:
+        for region, values in region_psnr(sr, hr, parsing, parts).items():
+            out[f"psnr_{region}"] = values
+        if pred_parsing is not None:
+            out["parsing_miou"] = parsing_iou(pred_parsing, parsing)
+    elif pred_parsing is not None:
+        raise MetricsError("compute_metrics: pred_parsing needs the HR parsing maps (parsing=...) to compare with")
+    return {k: v.detach().to("cpu", torch.float64) for k, v in out.items()}
