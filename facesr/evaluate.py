@@ -141,6 +141,7 @@ def evaluate(
     for name, path in paths.items():
         model = load_table_model(name, path, device)
         sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
         kept_parsing: list[np.ndarray] = []
         bar = tqdm(total=n, desc=f"evaluate {name}", disable=not show, unit="face")
         for start in range(0, n, batch_size):
@@ -161,7 +162,10 @@ def evaluate(
                 row.update({k: float(v[i]) for k, v in scores.items()})
                 result.rows.append(row)
             for k, v in scores.items():
-                sums[k] = sums.get(k, 0.0) + float(v.sum())
+                # Region PSNR is NaN where a face lacks the region: average over the faces that have it.
+                finite = np.isfinite(v)
+                sums[k] = sums.get(k, 0.0) + float(v[finite].sum())
+                counts[k] = counts.get(k, 0) + int(finite.sum())
             if images is not None:
                 _save_pngs(images / name, ids[start:stop], _to_uint8(sr))
                 if pred is not None and sum(len(p) for p in kept_parsing) < save_parsing:
@@ -171,7 +175,8 @@ def evaluate(
         missing = [k for k in HEADLINE if k not in sums]
         if missing:
             raise EvaluationError(f"facesr.metrics.compute_metrics returned no {', '.join(missing)}")
-        result.summary[name] = {k: v / n for k, v in sums.items()} | {"n_images": n}
+        means = {k: (sums[k] / counts[k] if counts[k] else None) for k in sums}
+        result.summary[name] = means | {"n_images": n}
         if images is not None and kept_parsing:
             if not (images / "hr" / "parsing.npz").is_file():
                 # The HR maps of the same faces, for the report's predicted-vs-annotated overlay.
@@ -233,7 +238,8 @@ def replace_dir(tmp: Path, target: Path) -> None:
         os.replace(tmp, target)
 
 
-def summary_json(summary: Mapping[str, Mapping[str, float]]) -> str:
+def summary_json(summary: Mapping[str, Mapping[str, float | None]]) -> str:
+    """JSON of the means; a metric no face had (a region absent everywhere) is null, not NaN."""
     rounded = {
         m: {k: (round(v, 6) if isinstance(v, float) else v) for k, v in s.items()} for m, s in summary.items()
     }
@@ -268,7 +274,7 @@ def log_to_mlflow(
             f"{model}.{k}": float(v)
             for model, scores in summary.items()
             for k, v in scores.items()
-            if isinstance(v, (int, float)) and np.isfinite(v)
+            if isinstance(v, (int, float)) and v is not None and np.isfinite(v)
         }
         mlflow.log_metrics(metrics)
         for path in artifacts:

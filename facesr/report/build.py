@@ -57,13 +57,15 @@ def read_per_image(path: Path) -> list[dict[str, Any]]:
 
 
 def _fmt(key: str, value: float | None) -> str:
-    if value is None or not np.isfinite(value):
+    if not isinstance(value, (int, float)) or not np.isfinite(value):
         return "-"
     return f"{value:.2f}" if key.startswith("psnr") else f"{value:.4f}"
 
 
 def _best(summary: Mapping[str, Mapping[str, float]], key: str) -> str | None:
-    vals = {m: s[key] for m, s in summary.items() if key in s and np.isfinite(s[key])}
+    vals = {
+        m: s[key] for m, s in summary.items() if isinstance(s.get(key), (int, float)) and np.isfinite(s[key])
+    }
     if not vals:
         return None
     pick = min if key in LOWER_IS_BETTER else max
@@ -166,10 +168,11 @@ def build_report(
     per_face = {(r["id"], r["model"]): r for r in rows}
     ids = sorted({r["id"] for r in rows}, key=[r["id"] for r in rows].index)
     titles = {(f, m): f"{r['psnr']:.2f} dB" for (f, m), r in per_face.items()}
+    labels = {"lr": "LR (x8 nearest)", "hr": "HR", **LABELS}
     sections: list[tuple[str, str, list[str]]] = []  # (heading, text, [image paths relative to out])
 
     grid_ids = ids[:grid_faces]
-    figures.image_grid(img_dir / "grid.png", ["lr", *models, "hr"], grid_ids, load, titles)
+    figures.image_grid(img_dir / "grid.png", ["lr", *models, "hr"], grid_ids, load, titles, labels=labels)
     sections.append(
         (
             "Test faces (Fig. 4.2)",
@@ -198,7 +201,9 @@ def build_report(
     ranked = sorted((r for r in rows if r["model"] == rank_model), key=lambda r: r["psnr"])
     worst_ids = [r["id"] for r in ranked[:worst_faces]]
     if worst_ids:
-        figures.image_grid(img_dir / "worst.png", ["lr", *models, "hr"], worst_ids, load, titles)
+        figures.image_grid(
+            img_dir / "worst.png", ["lr", *models, "hr"], worst_ids, load, titles, labels=labels
+        )
         sections.append(
             (
                 "Failure cases (Fig. 4.4)",

@@ -53,6 +53,7 @@ def image_grid(
     titles: Mapping[tuple[int, str], str] | None = None,
     *,
     crop: Sequence[int] | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> Path:
     """Faces as rows, `columns` (image folders) as columns; `crop` = (y, x, h, w) zooms in."""
     fig, axes = _figure(len(ids), len(columns))
@@ -65,7 +66,7 @@ def image_grid(
             ax = axes[r, c]
             ax.imshow(img, interpolation="nearest")
             label = (titles or {}).get((face, col), "")
-            heading = col if r == 0 else ""
+            heading = (labels or {}).get(col, col) if r == 0 else ""
             ax.set_title("\n".join(t for t in (heading, label) if t), fontsize=7)
     return _save(fig, path)
 
