@@ -60,6 +60,43 @@ def area_downsample(planes: np.ndarray, size: int) -> np.ndarray:
     return ((counts * 510 + n) // (2 * n)).astype(np.uint8)  # round half up of 255*counts/n, in integers
 
 
+_SPREAD_CACHE: dict[int, np.ndarray] = {}
+
+
+def _spread_table(width: int) -> np.ndarray:
+    """uint16 bit pattern -> uint64 with bit c moved to bit width*c (a field per channel)."""
+    if width not in _SPREAD_CACHE:
+        v = np.arange(1 << 16, dtype=np.uint64)
+        t = np.zeros(1 << 16, dtype=np.uint64)
+        for c in range(16):
+            if width * c < 64:
+                t |= ((v >> np.uint64(c)) & np.uint64(1)) << np.uint64(width * c)
+        _SPREAD_CACHE[width] = t
+    return _SPREAD_CACHE[width]
+
+
+def area_from_bits(bits: np.ndarray, channels: int, size: int) -> np.ndarray:
+    """uint16 bit planes (S, S) -> uint8 (channels, size, size), equal to
+    `area_downsample(unpack_bits(bits, channels), size)`.
+
+    Why: unpacking 11 planes at 512x512 and summing each is most of downscale's time. Instead every
+    pixel's bits are spread into one uint64 with a field wide enough for a block's count, the blocks
+    are summed once as uint64 (all channels at a time, no carries between fields), and the counts
+    are read out of the fields: 4-5x faster for 11 channels and 4x4 blocks.
+    """
+    s = bits.shape[0]
+    f = s // size
+    n = f * f
+    width = int(n).bit_length()
+    if channels * width > 64:
+        return area_downsample(unpack_bits(bits, channels), size)
+    spread = _spread_table(width)[bits]
+    sums = spread.reshape(size, f, size, f).sum(axis=(1, 3), dtype=np.uint64)
+    shifts = (np.arange(channels, dtype=np.uint64) * np.uint64(width))[:, None, None]
+    counts = (sums[None] >> shifts) & np.uint64((1 << width) - 1)
+    return ((counts * np.uint64(510) + np.uint64(n)) // np.uint64(2 * n)).astype(np.uint8)
+
+
 def split_ids(ids: list[int], method: str, mapping: Path | None = None) -> dict[str, list[int]]:
     ids = sorted(ids)
     if method == "thesis":
@@ -111,7 +148,7 @@ def _prepare_one(job: tuple):
         return idx, None, bad
     hr = resize_rgb(img, hr_size, kernel)
     lr = resize_rgb(hr, hr_size // scale, kernel)
-    parsing = area_downsample(unpack_bits(bits, channels), hr_size)
+    parsing = area_from_bits(bits, channels, hr_size)
     return idx, (hr, lr, parsing), []
 
 
