@@ -4,3 +4,8 @@ The library behind the pipeline: models, data, losses, metrics, training and inf
 """
 
 __version__ = "0.1.0"
+
+
+def load(source="method1", device=None):  # lazy: `import facesr` must not pull in torch
+    from facesr.inference import load as _load
+    return _load(source, device=device)
