@@ -115,8 +115,8 @@ def run_stage(section: dict[str, Any], *, stage: str, loop: str, data: str | Pat
         failed = [s for s in summaries if "error" in s]
         if failed:
             mlflow.set_tag("failed_trials", ", ".join(str(s["name"]) for s in failed))
+            reasons = "; ".join(f"{s['name']}: {s['error'][:300]}" for s in failed)
             raise TrainStageError(
                 f"{stage}: {len(failed)} of {len(summaries)} trials failed after {section['max_failures']} "
-                f"retries ({'; '.join(f'{s['name']}: {s['error'][:300]}' for s in failed)}); finished variants "
-                f"were exported to {models}")
+                f"retries ({reasons}); finished variants were exported to {models}")
     return summary

@@ -154,6 +154,7 @@ class Validator:
         from facesr.data import FaceSRDataset
 
         dataset = FaceSRDataset(data_root, "val", hflip=False)
+        self.parts = list(dataset.parts)
         n = min(faces, len(dataset))
         if n == 0:
             raise TrainConfigError(f"{data_root}: the val split is empty; validation needs faces")
@@ -167,7 +168,7 @@ class Validator:
             from facesr.metrics import LPIPS
 
             try:
-                self.lpips = LPIPS("alex", device=str(device)) if _accepts_device(LPIPS) else LPIPS("alex")
+                self.lpips = LPIPS("alex", device=str(device))
             except Exception as exc:  # MissingWeightsError: validation goes on with PSNR/SSIM
                 self.lpips_error = str(exc)
 
@@ -178,7 +179,9 @@ class Validator:
 
         was_training = model.training
         model.eval()
+        # region PSNRs are NaN for faces without that region: average over the faces that have it
         sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
         n = self.batch["lr"].shape[0]
         samples = None
         for start in range(0, n, self.batch_size):
@@ -189,13 +192,15 @@ class Validator:
             pred_parsing = (out[1].float().clamp(0, 1)
                             if isinstance(out, tuple) and out[1] is not None else None)
             scores = compute_metrics(sr, part["hr"], lpips=self.lpips, parsing=part["parsing"],
-                                     pred_parsing=pred_parsing)
+                                     pred_parsing=pred_parsing, parts=self.parts)
             for key, value in scores.items():
-                sums[key] = sums.get(key, 0.0) + float(value.double().sum())
+                finite = torch.isfinite(value)
+                sums[key] = sums.get(key, 0.0) + float(value[finite].double().sum())
+                counts[key] = counts.get(key, 0) + int(finite.sum())
             if samples is None:
                 samples = sr[: self.sample_faces].cpu()
         model.train(was_training)
-        return {f"val_{k}": v / n for k, v in sums.items()}, samples
+        return {f"val_{k}": sums[k] / counts[k] for k in sums if counts[k]}, samples
 
     def save_grid(self, sr: torch.Tensor, path: Path) -> Path:
         """LR (nearest x8) | SR | HR, one face per row."""
@@ -210,15 +215,6 @@ class Validator:
         save_image(rows, tmp, nrow=3, padding=2)
         os.replace(tmp, path)
         return path
-
-
-def _accepts_device(cls) -> bool:
-    import inspect
-
-    try:
-        return "device" in inspect.signature(cls).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 # ----------------------------------------------------------------------------------------- losses
@@ -305,7 +301,7 @@ def train_content(params: dict[str, Any], *, data_root: str | Path, workdir: str
         with autocast:
             out = forward(batch["lr"])
             loss, parts = content_losses(loss_fn, out, batch)
-        if not math.isfinite(float(loss)):
+        if not math.isfinite(float(loss.detach())):
             raise FloatingPointError(f"step {step}: loss is {float(loss)}; lower lr "
                                      f"(now {scheduler.get_last_lr()[0]:.3g}) or check the data")
         optimizer.zero_grad(set_to_none=True)
@@ -379,7 +375,7 @@ def train_gan(params: dict[str, Any], *, data_root: str | Path, init: str | Path
     if channels_last:
         gen, disc = gen.to(memory_format=torch.channels_last), disc.to(memory_format=torch.channels_last)
     content = ContentLoss(**params["loss_weights"]).to(device)
-    perceptual = PerceptualLoss(arch=params["perceptual_net"]).to(device)
+    perceptual = PerceptualLoss(net=params["perceptual_net"]).to(device)
     opt_g = make_optimizer(gen.parameters(), params["lr_g"], params["rmsprop"])
     opt_d = make_optimizer(disc.parameters(), params["lr_d"], params["rmsprop"])
     sched_g = make_scheduler(opt_g, params["lr_schedule"], steps)
@@ -443,7 +439,7 @@ def train_gan(params: dict[str, Any], *, data_root: str | Path, init: str | Path
             l_vgg = perceptual(sr, batch["hr"])
             l_adv = generator_adversarial_loss(disc(sr))
             g_loss = alpha * l_content + beta * l_vgg + gamma * l_adv
-        if not (math.isfinite(float(g_loss)) and math.isfinite(float(d_loss))):
+        if not (math.isfinite(float(g_loss.detach())) and math.isfinite(float(d_loss.detach()))):
             raise FloatingPointError(f"step {step}: G loss {float(g_loss)}, D loss {float(d_loss)}; lower lr_g/lr_d")
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
