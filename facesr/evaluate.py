@@ -89,7 +89,7 @@ def _to_tensor(batch: np.ndarray, device: str):
     import torch
 
     # uint8 NHWC at file I/O, float NCHW in [0, 1] everywhere else (DEVELOPING.md).
-    return torch.from_numpy(np.ascontiguousarray(batch)).to(device).permute(0, 3, 1, 2).float() / 255.0
+    return torch.from_numpy(np.array(batch)).to(device).permute(0, 3, 1, 2).float() / 255.0
 
 
 def _to_uint8(images) -> np.ndarray:
@@ -148,7 +148,7 @@ def evaluate(
             stop = min(start + batch_size, n)
             lr = _to_tensor(test["lr"][start:stop], device)
             hr = _to_tensor(test["hr"][start:stop], device)
-            gt_parsing = torch.from_numpy(np.asarray(test["parsing"][start:stop])).to(device).float() / 255.0
+            gt_parsing = torch.from_numpy(np.array(test["parsing"][start:stop])).to(device).float() / 255.0
             with torch.no_grad():
                 out = model(lr)
             sr = sr_of(out).clamp(0, 1)

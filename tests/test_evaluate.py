@@ -1,0 +1,152 @@
+"""The evaluate stage on real faces (the mini set) with real, tiny, untrained generators."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # ~45 s: merges, downscales and scores real faces with LPIPS
+
+PARTS = ["skin", "l_brow", "r_brow", "l_eye", "r_eye", "nose", "mouth", "u_lip", "l_lip", "l_ear", "r_ear"]
+# 120 faces split 28:1:1 leave 4 test faces: enough for means, small enough for 2 CPU cores.
+N_FACES = 120
+TINY_METHOD1 = dict(num_feat=8, num_block=1, prior_feat=8, prior_res_blocks=1, num_hourglass=1, hourglass_depth=2)
+
+
+def make_prepared(mini_dir: Path, root: Path) -> Path:
+    from facesr.data.downscale import downscale
+    from facesr.data.merge import merge_masks
+
+    merge_masks(mini_dir, root / "merged", parts=PARTS, limit=N_FACES)
+    downscale(mini_dir, root / "merged", root / "prepared", limit=N_FACES)
+    return root / "prepared"
+
+
+def make_generators(root: Path) -> tuple[Path, Path]:
+    import torch
+
+    from facesr.models import build_model, save_generator
+
+    torch.manual_seed(0)
+    save_generator(root / "models" / "srresnet.pt", build_model("srresnet", num_feat=8, num_block=1))
+    save_generator(root / "models" / "method1.pt", build_model("method1", **TINY_METHOD1))
+    save_generator(root / "gan" / "method2.pt", build_model("method1", **TINY_METHOD1))
+    return root / "models", root / "gan"
+
+
+def eval_params(**over) -> dict:
+    params = {
+        "models": ["bicubic", "srresnet", "method1", "method2"],
+        "lpips_net": "alex",
+        "batch_size": 3,  # not a divisor of the test size: exercises the last partial batch
+        "max_images": 0,
+        "save_parsing": 2,
+        "device": "cpu",
+        "mlflow": {"experiment": "facesr-test", "profile": "test"},
+    }
+    params.update(over)
+    return params
+
+
+@pytest.fixture(scope="module")
+def evaluated(mini_dir, tmp_path_factory):
+    from stages.evaluate import run
+
+    root = tmp_path_factory.mktemp("evaluate")
+    data = make_prepared(mini_dir, root)
+    models, gan = make_generators(root)
+    out = root / "metrics" / "eval.json"
+    summary = run(eval_params(), data=data, models=models, gan=gan, out=out,
+                  per_image=root / "metrics" / "per_image.csv", images=root / "evaluation")
+    return root, data, summary
+
+
+def test_eval_json_holds_every_model_and_metric(evaluated):
+    root, _, summary = evaluated
+    scores = json.loads((root / "metrics" / "eval.json").read_text())
+    assert list(scores) == ["bicubic", "srresnet", "method1", "method2"]
+    for model, s in scores.items():
+        for key in ("psnr", "ssim", "lpips", "psnr_y", "ssim_y", "psnr_eyes", "psnr_skin"):
+            assert isinstance(s[key], float) and np.isfinite(s[key]), (model, key)
+        assert s["n_images"] == 4
+    assert "parsing_miou" in scores["method1"] and "parsing_miou" in scores["method2"]
+    assert "parsing_miou" not in scores["bicubic"]
+    # Real faces, bicubic x8 with the antialiased kernel: SPEC.md measured ~22 dB / LPIPS 0.545.
+    assert 19.0 < scores["bicubic"]["psnr"] < 25.0
+    assert 0.35 < scores["bicubic"]["lpips"] < 0.7
+    assert summary["mlflow_run_id"]
+
+
+def test_per_image_csv_agrees_with_means_and_saved_images(evaluated):
+    import torch
+    from PIL import Image
+
+    from facesr.metrics import psnr
+
+    root, data, _ = evaluated
+    scores = json.loads((root / "metrics" / "eval.json").read_text())
+    with open(root / "metrics" / "per_image.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4 * 4
+    for model in scores:
+        mine = [float(r["psnr"]) for r in rows if r["model"] == model]
+        assert np.mean(mine) == pytest.approx(scores[model]["psnr"], abs=1e-4)
+    # The saved PNG is the image that was scored: re-scoring it gives the CSV's number.
+    row = next(r for r in rows if r["model"] == "method1")
+    sr = np.asarray(Image.open(root / "evaluation" / "method1" / f"{row['id']}.png"))
+    hr = np.asarray(Image.open(root / "evaluation" / "hr" / f"{row['id']}.png"))
+    to = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255  # noqa: E731
+    assert float(psnr(to(sr), to(hr))[0]) == pytest.approx(float(row["psnr"]), abs=1e-3)
+    with np.load(root / "evaluation" / "method1" / "parsing.npz") as z:
+        assert z["parsing"].shape == (2, 11, 128, 128) and z["parsing"].dtype == np.uint8
+
+
+def test_logged_to_mlflow(evaluated):
+    import mlflow
+
+    _, _, summary = evaluated
+    run = mlflow.get_run(summary["mlflow_run_id"])
+    assert run.data.metrics["bicubic.psnr"] == pytest.approx(summary["psnr"]["bicubic"], abs=1e-3)
+    assert run.data.tags["dvc_stage"] == "evaluate"
+
+
+def test_missing_generator_names_file_and_keeps_previous_outputs(evaluated):
+    from facesr.evaluate import EvaluationError
+    from stages.evaluate import run
+
+    root, data, _ = evaluated
+    before = (root / "metrics" / "eval.json").read_text()
+    with pytest.raises(EvaluationError, match=r"nowhere/method2\.pt"):
+        run(eval_params(), data=data, models=root / "models", gan=root / "nowhere",
+            out=root / "metrics" / "eval.json", per_image=root / "metrics" / "per_image.csv",
+            images=root / "evaluation")
+    assert (root / "metrics" / "eval.json").read_text() == before
+    assert (root / "evaluation" / "method1").is_dir()
+    assert not [p for p in root.iterdir() if p.name.startswith(".evaluation")]
+
+
+def test_unknown_model_and_smoke_test(evaluated, tmp_path):
+    from facesr.evaluate import EvaluationError
+    from stages.evaluate import run
+
+    root, data, _ = evaluated
+    with pytest.raises(EvaluationError, match="unknown model"):
+        run(eval_params(models=["bicubic", "esrgan"]), data=data, models=root / "models", gan=root / "gan",
+            out=tmp_path / "e.json", per_image=tmp_path / "p.csv", images=tmp_path / "img")
+    run(eval_params(models=["bicubic"], max_images=0), data=data, models=root / "models", gan=root / "gan",
+        out=tmp_path / "e.json", per_image=tmp_path / "p.csv", images=tmp_path / "img", smoke_test=True)
+    assert json.loads((tmp_path / "e.json").read_text())["bicubic"]["n_images"] == 4
+
+
+def test_cli_reports_bad_params(tmp_path, capsys):
+    from stages.evaluate import main
+
+    (tmp_path / "params.yaml").write_text("evaluate:\n  models: [bicubic]\n")
+    code = main(["--params", str(tmp_path / "params.yaml"), "--data", "d", "--models", "m", "--gan", "g",
+                 "--out", "o.json", "--per-image", "p.csv", "--images", "i"])
+    assert code == 2
+    assert "missing key(s)" in capsys.readouterr().err
