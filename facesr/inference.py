@@ -331,6 +331,11 @@ class Upscaler:
             return self._upscale_tensor(image, size)
         return self._upscale_chunk([image], size)[0]
 
+    def upscale_photo(self, photo, *, photo_scale: int = 1, min_score: float = 0.9) -> PhotoResult:
+        """Every face of a whole photo (PIL.Image or uint8 ndarray) super-resolved and pasted back."""
+        pil = photo if isinstance(photo, Image.Image) else _ndarray_to_pil(np.asarray(photo), 0)
+        return upscale_photo(pil, self, photo_scale=photo_scale, min_score=min_score)
+
     def _upscale_chunk(self, images: Sequence, size: int | None) -> list:
         import torch
 
@@ -616,16 +621,33 @@ def _run_photos(items, out_dir: Path, up: Upscaler, report: RunReport, *, size, 
             report.errors.append(f"{src}: failed ({type(exc).__name__}: {exc})")
 
 
-def _upscale_photo(src: Path, rel: Path, photo: Image.Image, out_dir: Path, up: Upscaler, report: RunReport, *,
-                   size, compare, save_parsing, batch, photo_scale, min_score, detector_device) -> None:
-    from facesr.faces import align_face, detect_faces, paste_face
+@dataclass
+class PhotoResult:
+    """A photo with its faces super-resolved: image (uint8 H,W,3, the photo scaled by `photo_scale`),
+    the faces found, per-face LR/SR crops and parsing maps, and the union of the paste masks (H,W)."""
 
-    found = detect_faces(photo, min_score=min_score, device=detector_device)
+    image: np.ndarray
+    faces: list
+    lrs: list
+    srs: list
+    parsings: list
+    mask: np.ndarray
+
+
+def upscale_photo(photo: Image.Image, up: Upscaler, *, batch: int = 16, photo_scale: int = 1,
+                  min_score: float = 0.9, detector_device: str | None = None) -> PhotoResult:
+    """Detect, align, super-resolve and paste back every face of an RGB photo.
+
+    Outside the returned mask the image holds the photo's own bytes (or its bicubic enlargement when
+    `photo_scale` > 1). Raises NoFaceError when the detector finds no face.
+    """
+    from facesr.faces import NoFaceError, align_face, detect_faces, paste_face
+
+    photo = photo.convert("RGB")
+    device = detector_device or ("cuda" if str(up.device).startswith("cuda") else "cpu")
+    found = detect_faces(photo, min_score=min_score, device=device)
     if not found:
-        report.errors.append(f"{src}: no face found (MTCNN, score >= {min_score}); "
-                             "for an aligned face crop use --faces crop")
-        return
-    report.faces[str(src)] = [f.to_dict() for f in found]
+        raise NoFaceError(f"no face found (MTCNN, score >= {min_score}); for an aligned face crop use --faces crop")
     aligned = [align_face(photo, f, up.hr_size) for f in found]
     lrs = [to_lr(a.crop, up.hr_size) for a in aligned]
     srs, parsings = [], []
@@ -639,11 +661,27 @@ def _upscale_photo(src: Path, rel: Path, photo: Image.Image, out_dir: Path, up: 
         w, h = photo.size
         canvas = np.asarray(photo.resize((w * photo_scale, h * photo_scale), Image.BICUBIC))
         scale_m = np.diag([1.0 / photo_scale, 1.0 / photo_scale, 1.0])
+    union = np.zeros(canvas.shape[:2], dtype=np.float32)
     for a, sr in zip(aligned, srs):
-        canvas, _ = paste_face(canvas, sr, a.to_crop @ scale_m)
+        canvas, m = paste_face(canvas, sr, a.to_crop @ scale_m)
+        union = np.maximum(union, m)
+    return PhotoResult(canvas, found, lrs, srs, parsings, union)
+
+
+def _upscale_photo(src: Path, rel: Path, photo: Image.Image, out_dir: Path, up: Upscaler, report: RunReport, *,
+                   size, compare, save_parsing, batch, photo_scale, min_score, detector_device) -> None:
+    from facesr.faces import NoFaceError
+
     try:
-        report.written.append(str(save_atomic(Image.fromarray(canvas), out_dir / rel)))
-        for k, (lr, sr, par) in enumerate(zip(lrs, srs, parsings)):
+        res = upscale_photo(photo, up, batch=batch, photo_scale=photo_scale, min_score=min_score,
+                            detector_device=detector_device)
+    except NoFaceError as exc:
+        report.errors.append(f"{src}: {exc}")
+        return
+    report.faces[str(src)] = [f.to_dict() for f in res.faces]
+    try:
+        report.written.append(str(save_atomic(Image.fromarray(res.image), out_dir / rel)))
+        for k, (lr, sr, par) in enumerate(zip(res.lrs, res.srs, res.parsings)):
             face_rel = rel.with_name(f"{rel.stem}_face{k}{rel.suffix}")
             _write_extras(out_dir, face_rel, lr, sr, par, compare=compare, save_parsing=save_parsing,
                           panel=size or sr.size[0], report=report)
