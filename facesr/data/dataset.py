@@ -70,9 +70,9 @@ class FaceSRDataset(Dataset):
         if not -self._len <= i < self._len:
             raise IndexError(f"index {i} out of range for {self._len} items in {self.root}/{self.split}")
         a = self.arrays
-        lr = np.asarray(a["lr"][i]).transpose(2, 0, 1)
-        hr = np.asarray(a["hr"][i]).transpose(2, 0, 1)
-        parsing = np.asarray(a["parsing"][i])
+        lr = np.array(a["lr"][i]).transpose(2, 0, 1)
+        hr = np.array(a["hr"][i]).transpose(2, 0, 1)
+        parsing = np.array(a["parsing"][i])  # a private copy: torch wants writable memory
         if self.hflip and bool(torch.rand(()) < 0.5):
             lr, hr = lr[:, :, ::-1], hr[:, :, ::-1]
             parsing = parsing[self._perm, :, ::-1]
