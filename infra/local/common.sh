@@ -1,0 +1,115 @@
+# Shared settings and helpers of infra/local/{up,down,status}. Sourced, not run.
+# Every address, port and path is an environment variable, so tests and engineers sharing one
+# machine can run clusters side by side (distinct ports and state dirs).
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+HOST="${FACESR_HOST:-127.0.0.1}"
+STATE="${FACESR_SERVICES_DIR:-$REPO/.facesr/services}"
+# Which services `up` starts, in start order; `down` stops them in reverse.
+SERVICES="${FACESR_SERVICES:-prefect mlflow ray_head ray_worker}"
+if [[ -z "${FACESR_BIN:-}" ]]; then
+    if [[ -x "$REPO/.venv/bin/ray" ]]; then FACESR_BIN="$REPO/.venv/bin"; else FACESR_BIN="$(dirname "$(command -v ray || echo /usr/bin/ray)")"; fi
+fi
+
+PREFECT_PORT="${FACESR_PREFECT_PORT:-4200}"
+MLFLOW_PORT="${FACESR_MLFLOW_PORT:-5000}"
+RAY_PORT="${FACESR_RAY_PORT:-6380}"
+# Ray picks its other ports itself unless told (workers take 10002-19999: keep RAY_PORT+20 out of it); two nodes on one host, or two engineers' clusters,
+# then collide on the fixed defaults (8265, 10001, 52365). Derive them from RAY_PORT instead.
+RAY_DASHBOARD_PORT="${FACESR_RAY_DASHBOARD_PORT:-$((RAY_PORT + 1885))}"
+RAY_HEAD_CPUS="${FACESR_RAY_HEAD_CPUS:-1}"
+RAY_WORKER_CPUS="${FACESR_RAY_WORKER_CPUS:-1}"
+RAY_OBJECT_STORE_BYTES="${FACESR_RAY_OBJECT_STORE_BYTES:-268435456}"
+# Unix socket paths must stay under ~107 bytes: a short temp dir, not one inside the repo.
+RAY_TEMP="${FACESR_RAY_TEMP_DIR:-/tmp/facesr-ray-$(id -u)-$RAY_PORT}"
+
+START_TIMEOUT="${FACESR_START_TIMEOUT:-120}"
+STOP_TIMEOUT="${FACESR_STOP_TIMEOUT:-10}"
+
+PREFECT_URL="http://$HOST:$PREFECT_PORT"
+MLFLOW_URL="http://$HOST:$MLFLOW_PORT"
+RAY_ADDR="$HOST:$RAY_PORT"
+
+export PREFECT_HOME="$STATE/prefect"
+export PREFECT_SERVER_ANALYTICS_ENABLED=false
+export MLFLOW_DISABLE_TELEMETRY=true
+export RAY_USAGE_STATS_ENABLED=0
+export DO_NOT_TRACK=1
+
+log() { printf '%s\n' "$*" >&2; }
+
+pidfile() { printf '%s/%s.pid' "$STATE" "$1"; }
+logfile() { printf '%s/logs/%s.log' "$STATE" "$1"; }
+
+# Live (non-zombie) processes of process group $1. Each service runs in its own session
+# (setsid), so its group holds it and every child it spawned: killing the group leaves nothing.
+group_pids() {
+    ps -eo pid=,pgid=,stat= | awk -v g="$1" '$2 == g && $3 !~ /^Z/ {print $1}'
+}
+
+is_running() {
+    local f; f="$(pidfile "$1")"
+    [[ -s "$f" ]] && [[ -n "$(group_pids "$(cat "$f")")" ]]
+}
+
+http_ok() {  # url expected_body
+    local body
+    body="$(curl -fsS --noproxy '*' --max-time 3 "$1" 2>/dev/null)" || return 1
+    [[ "$body" == "$2" ]]
+}
+
+ray_nodes() {  # number of active nodes `ray status` lists, or fail
+    local out
+    out="$(timeout 20 "$FACESR_BIN/ray" status --address "$RAY_ADDR" 2>/dev/null)" || return 1
+    awk '/^Active:/ {a = 1; next} /^Pending:/ {a = 0} a && /^ *[0-9]+ node_/ {n += $1} END {print n + 0}' <<<"$out"
+}
+
+healthy() {
+    case "$1" in
+        prefect) http_ok "$PREFECT_URL/api/health" "true" ;;
+        mlflow) http_ok "$MLFLOW_URL/health" "OK" ;;
+        ray_head) [[ "$(ray_nodes)" -ge 1 ]] ;;
+        ray_worker) [[ "$(ray_nodes)" -ge 2 ]] ;;
+        *) log "unknown service '$1' (known: prefect mlflow ray_head ray_worker)"; return 2 ;;
+    esac
+}
+
+wait_healthy() {
+    local name="$1" deadline=$((SECONDS + START_TIMEOUT))
+    until healthy "$name"; do
+        if ! is_running "$name"; then
+            log "error: $name exited while starting; last lines of $(logfile "$name"):"
+            tail -n 20 "$(logfile "$name")" >&2
+            return 1
+        fi
+        if ((SECONDS >= deadline)); then
+            log "error: $name not healthy after ${START_TIMEOUT}s (FACESR_START_TIMEOUT); see $(logfile "$name")"
+            return 1
+        fi
+        sleep 1
+    done
+}
+
+# SIGTERM the group, wait, then SIGKILL what is left; forget the pid file only once it is empty.
+stop_group() {
+    local name="$1" f pgid deadline
+    f="$(pidfile "$name")"
+    [[ -s "$f" ]] || return 0
+    pgid="$(cat "$f")"
+    if [[ -n "$(group_pids "$pgid")" ]]; then
+        kill -TERM -- "-$pgid" 2>/dev/null || true
+        deadline=$((SECONDS + STOP_TIMEOUT))
+        while [[ -n "$(group_pids "$pgid")" ]] && ((SECONDS < deadline)); do sleep 0.5; done
+        if [[ -n "$(group_pids "$pgid")" ]]; then
+            log "$name: still running after ${STOP_TIMEOUT}s, sending SIGKILL"
+            kill -KILL -- "-$pgid" 2>/dev/null || true
+            sleep 0.5
+        fi
+    fi
+    if [[ -n "$(group_pids "$pgid")" ]]; then
+        log "error: $name (process group $pgid) would not stop"
+        return 1
+    fi
+    rm -f "$f"
+    log "$name stopped"
+}
