@@ -28,10 +28,11 @@ PARSING_COLOURS = np.array(
 )
 
 
-def _figure(rows: int, cols: int, cell: float = 1.7):
+def _figure(rows: int, cols: int, cell: float = 1.7, aspect: float = 1.0):
+    """`aspect` = image height / width, so cropped strips do not sit in square, mostly empty cells."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(cols * cell, rows * cell + 0.2), dpi=100)
+    fig = Figure(figsize=(cols * cell, rows * (cell * aspect + 0.3) + 0.2), dpi=100)
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
@@ -56,7 +57,8 @@ def image_grid(
     labels: Mapping[str, str] | None = None,
 ) -> Path:
     """Faces as rows, `columns` (image folders) as columns; `crop` = (y, x, h, w) zooms in."""
-    fig, axes = _figure(len(ids), len(columns))
+    aspect = crop[2] / crop[3] if crop is not None else 1.0
+    fig, axes = _figure(len(ids), len(columns), cell=2.2 if crop is not None else 1.7, aspect=aspect)
     for r, face in enumerate(ids):
         for c, col in enumerate(columns):
             img = load(col, face)
