@@ -20,9 +20,10 @@ def run_download(
     params: dict[str, Any],
     *,
     out: str,
+    cache: str | None,
     smoke_test: bool,
 ) -> dict[str, Any]:
-    return stage.run(params, out=out, smoke_test=smoke_test)
+    return stage.run(params, out=out, cache=cache, smoke_test=smoke_test)
 
 
 @flow(name="download", log_prints=True)
@@ -30,10 +31,11 @@ def download_flow(
     params_path: str = "params.yaml",
     *,
     out: str,
+    cache: str | None = None,
     smoke_test: bool = False,
 ) -> dict[str, Any]:
     params = load_params(params_path, "download")
-    summary = run_download(params, out=out, smoke_test=smoke_test)
+    summary = run_download(params, out=out, cache=cache, smoke_test=smoke_test)
     print(f"download: {summary}")
     return summary
 
