@@ -149,7 +149,7 @@ def safe_extract(archive: str | Path, target: str | Path, *, on_error: str = "fa
                 bad.append(BadFile(f"{archive}!{info.filename}", problem))
             else:
                 members.append((info, dest))
-                declared += info.file_size
+            declared += info.file_size
         if declared > max_total_bytes:
             raise DataError(f"{archive}: would unpack to {declared} bytes, over the limit of "
                             f"{max_total_bytes} (decompression bomb?)")
