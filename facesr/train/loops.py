@@ -329,8 +329,8 @@ def train_content(params: dict[str, Any], *, data_root: str | Path, workdir: str
     final = last_val(history)
     generator = save_generator(workdir / "generator.pt", model.cpu() if device.type != "cpu" else model,
                                params=params, metrics=final, extra={"step": step})
-    return {"step": step, "metrics": final, "generator": str(generator), "curves": str(workdir / "curves.csv"),
-            "lpips_skipped": validator.lpips_error}
+    return {"step": step, "resumed_from": sampler.start, "metrics": final, "generator": str(generator),
+            "curves": str(workdir / "curves.csv"), "lpips_skipped": validator.lpips_error}
 
 
 def step_rate(started: float, steps_done: int, batch_size: int) -> float:
@@ -474,5 +474,5 @@ def train_gan(params: dict[str, Any], *, data_root: str | Path, init: str | Path
     gen_cpu = gen.cpu() if device.type != "cpu" else gen
     generator = save_generator(workdir / "generator.pt", gen_cpu, params=params, metrics=final,
                                extra={"step": step, "init": str(init)})
-    return {"step": step, "metrics": final, "generator": str(generator), "curves": str(workdir / "curves.csv"),
-            "lpips_skipped": validator.lpips_error}
+    return {"step": step, "resumed_from": sampler.start, "metrics": final, "generator": str(generator),
+            "curves": str(workdir / "curves.csv"), "lpips_skipped": validator.lpips_error}

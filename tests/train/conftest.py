@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import PARTS
 from PIL import Image
-
-PARTS = ["skin", "l_brow", "r_brow", "l_eye", "r_eye", "nose", "mouth", "u_lip", "l_lip", "l_ear", "r_ear"]
 
 
 def pack_faces(src: Path, out: Path, splits: dict[str, list[int]]) -> Path:

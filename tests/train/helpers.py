@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+PARTS = ["skin", "l_brow", "r_brow", "l_eye", "r_eye", "nose", "mouth", "u_lip", "l_lip", "l_ear", "r_ear"]
+
 TINY = {
     "srresnet": {"num_feat": 8, "num_block": 1},
     "method1": {"num_feat": 8, "num_block": 1, "reduction": 4, "prior_feat": 8, "prior_res_blocks": 1,
