@@ -122,13 +122,24 @@ class StackedHourglassStage(nn.Module):
         return x + self.lin(self.res(self.hourglass(x)))
 
 
+class BicubicUpsample(nn.Module):
+    """Bicubic x`scale` (no clamp) as a module, so hooks and the layer table see it."""
+
+    def __init__(self, scale: int):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return bicubic_upsample(x, self.scale)
+
+
 class PriorBranch(nn.Module):
     """FSRNet-style parsing-map estimator: LR -> (B, num_parsing, upscale*h, upscale*w) in [0, 1]."""
 
     def __init__(self, upscale: int, num_parsing: int, prior_feat: int, prior_res_blocks: int,
                  num_hourglass: int, hourglass_depth: int):
         super().__init__()
-        self.upscale = upscale
+        self.input_up = BicubicUpsample(upscale)
         self.stem = nn.Sequential(
             nn.Conv2d(3, prior_feat, 7, 2, 3), nn.BatchNorm2d(prior_feat), nn.ReLU(inplace=True)
         )
@@ -138,11 +149,11 @@ class PriorBranch(nn.Module):
         )
         self.head = nn.Conv2d(prior_feat, num_parsing, 1)
         self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.gate = nn.Sigmoid()
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        x = bicubic_upsample(lr, self.upscale)
-        x = self.hourglasses(self.res_blocks(self.stem(x)))
-        return torch.sigmoid(self.up(self.head(x)))
+        x = self.hourglasses(self.res_blocks(self.stem(self.input_up(lr))))
+        return self.gate(self.up(self.head(x)))
 
 
 class FusingModule(nn.Module):
