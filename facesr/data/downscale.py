@@ -17,6 +17,8 @@ Split (deterministic from the ids alone):
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -137,9 +139,10 @@ def _prepare_one(job: tuple):
     except ImageProblem as exc:
         bad.append(BadFile(str(img_path), str(exc)))
     try:
-        if sha256_file(merged_path) != digest:
+        data = Path(merged_path).read_bytes()
+        if hashlib.sha256(data).hexdigest() != digest:
             raise ImageProblem("sha256 differs from the merge_masks manifest (changed since merging)")
-        bits = read_png16(merged_path)
+        bits = read_png16(io.BytesIO(data))
         if bits.shape != (mask_size, mask_size):
             raise ImageProblem(f"merged map is {bits.shape[1]}x{bits.shape[0]}, expected {mask_size}")
     except (ImageProblem, OSError) as exc:
@@ -174,32 +177,38 @@ def downscale(raw: str | Path, merged: str | Path, out: str | Path, *, kernel: s
     bad: list[BadFile] = []
     with atomic_dir(out) as tmp:
         counts: dict[str, int] = {}
+        arrays: dict[str, dict[str, np.ndarray]] = {}
+        jobs, owner = [], []
         for name in SPLITS:
             sids = splits[name]
             (tmp / name).mkdir()
-            arrays = {k: np.lib.format.open_memmap(tmp / name / f"{k}.npy", mode="w+",
-                                                   dtype=np.int64 if k == "ids" else np.uint8,
-                                                   shape=(len(sids), *shp))
-                      for k, shp in shapes.items()}
-            jobs = [(i, str(image_path(root, i)), str(Path(merged) / f"{i}.png"), m["sha256"][f"{i}.png"],
-                     len(parts), mask_size, hr_size, scale, kernel) for i in sids]
-            row = 0
-            for idx, result, problems in ordered_map(_prepare_one, jobs, workers, desc=f"downscale {name}"):
-                bad.extend(problems)
-                if result is None:
-                    continue
-                arrays["ids"][row] = idx
-                arrays["hr"][row], arrays["lr"][row], arrays["parsing"][row] = result
-                row += 1
-            for a in arrays.values():
-                a.flush()
-            if row < len(sids):  # skipped faces: rewrite the arrays at their true length
-                for k, a in arrays.items():
-                    kept = np.array(a[:row])
-                    del a
+            arrays[name] = {k: np.lib.format.open_memmap(tmp / name / f"{k}.npy", mode="w+",
+                                                         dtype=np.int64 if k == "ids" else np.uint8,
+                                                         shape=(len(sids), *shp))
+                            for k, shp in shapes.items()}
+            counts[name] = 0
+            jobs += [(i, str(image_path(root, i)), str(Path(merged) / f"{i}.png"), m["sha256"][f"{i}.png"],
+                      len(parts), mask_size, hr_size, scale, kernel) for i in sids]
+            owner += [name] * len(sids)
+        # one pool for all splits (a pool start costs more than a few faces); rows routed by split
+        results = ordered_map(_prepare_one, jobs, workers, desc="downscale")
+        for name, (idx, result, problems) in zip(owner, results):
+            bad.extend(problems)
+            if result is None:
+                continue
+            a, row = arrays[name], counts[name]
+            a["ids"][row] = idx
+            a["hr"][row], a["lr"][row], a["parsing"][row] = result
+            counts[name] = row + 1
+        for name in SPLITS:
+            a = arrays.pop(name)
+            for arr in a.values():
+                arr.flush()
+            if counts[name] < len(splits[name]):  # skipped faces: rewrite the arrays at their true length
+                for k in list(a):
+                    kept = np.array(a.pop(k)[: counts[name]])
                     np.save(tmp / name / f"{k}.npy", kept)
-            del arrays
-            counts[name] = row
+            del a
         apply_policy(bad, on_error, tmp / "skipped.json", stage="downscale")
         if not sum(counts.values()):
             raise DataError(f"{merged}: no usable faces to downscale")

@@ -9,6 +9,7 @@ for parts present). Only the parts in `parts` are read: the others never reach t
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -19,7 +20,7 @@ from PIL import Image
 from facesr.data.errors import BadFile, DataError, apply_policy, check_policy
 from facesr.data.imageio import ImageProblem, read_mask
 from facesr.data.layout import RELEASE_PARTS, scan
-from facesr.data.util import atomic_dir, ordered_map, sha256_file
+from facesr.data.util import atomic_dir, ordered_map
 
 FORMAT = "facesr-merged/1"
 SMOKE_IMAGES = 8
@@ -77,9 +78,9 @@ def _merge_one(job: tuple) -> tuple[int, str | None, list[BadFile]]:
         return idx, None, bad
     if all(m is None for m in masks):
         masks[0] = np.zeros((size, size), dtype=bool)
-    path = Path(out) / f"{idx}.png"
-    path.write_bytes(encode_png16(pack_masks(masks)))
-    return idx, sha256_file(path), []
+    data = encode_png16(pack_masks(masks))
+    (Path(out) / f"{idx}.png").write_bytes(data)
+    return idx, hashlib.sha256(data).hexdigest(), []
 
 
 def merge_masks(raw: str | Path, out: str | Path, *, parts: list[str], mask_size: int = 512,
