@@ -51,6 +51,21 @@ def repro_command(target: str | None = None, force: bool = False) -> list[str]:
     return cmd
 
 
+def stage_api_url() -> str | None:
+    """The API the stage subprocesses should report to when no PREFECT_API_URL is set.
+
+    Without a server, this process runs on Prefect's ephemeral server; handing its URL to the
+    stages makes them report there too, instead of each starting its own ephemeral server
+    (20-40 s apiece on a busy 2-core machine, for 7 stages).
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        return None  # inherited as is
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    return server.api_url if server.running else None
+
+
 @task(name="run-dvc-repro", cache_policy=NO_CACHE)
 def run_dvc_repro(repo: str, target: str | None = None, force: bool = False) -> list[str]:
     """Stream `dvc repro` into the flow's log; return the names of the stages it ran."""
@@ -58,6 +73,9 @@ def run_dvc_repro(repo: str, target: str | None = None, force: bool = False) -> 
     env = dict(os.environ)
     # Stage commands are `python -m flows.<stage>`: put this interpreter's bin first so they use it.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    shared = stage_api_url()
+    if shared:
+        env["PREFECT_API_URL"] = shared
     cmd = repro_command(target, force)
     logger.info("%s (in %s)", " ".join(cmd), repo)
     ran: list[str] = []
