@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torchvision.models import vgg16, vgg19
+from torchvision.models.vgg import cfgs, make_layers
 
 from facesr.losses import (
     ContentLoss,
@@ -67,13 +67,18 @@ def test_content_loss_errors():
         ContentLoss(w_fine=-1.0)
 
 
+def vgg_trunk(arch: str) -> torch.nn.Sequential:
+    """torchvision's VGG `features` layout (random weights; no classifier to initialise)."""
+    return make_layers(cfgs[{"vgg16": "D", "vgg19": "E"}[arch]])
+
+
 def test_vgg_layer_indices_match_torchvision():
     # torchvision VGG19: conv5_4 is features[34], its ReLU [35], the 5th max-pool [36]
-    f19 = vgg19(weights=None).features
+    f19 = vgg_trunk("vgg19")
     assert vgg_layer_index(f19, "relu5_4") == 35 and isinstance(f19[36], torch.nn.MaxPool2d)
     assert vgg_layer_index(f19, "conv5_4") == 34
     assert vgg_layer_index(f19, "relu2_2") == 8
-    f16 = vgg16(weights=None).features
+    f16 = vgg_trunk("vgg16")
     assert vgg_layer_index(f16, "relu5_3") == 29 and isinstance(f16[30], torch.nn.MaxPool2d)
     with pytest.raises(LossConfigError, match="relu5_4.*not in this VGG"):
         vgg_layer_index(f16, "relu5_4")
@@ -85,7 +90,7 @@ def test_vgg_layer_indices_match_torchvision():
 def random_vgg16_trunk():
     # the real VGG16 layout with random weights: enough to test the loss's mechanics
     torch.manual_seed(0)
-    return vgg16(weights=None).features
+    return vgg_trunk("vgg16")
 
 
 def test_perceptual_loss_zero_for_same_image_positive_otherwise(random_vgg16_trunk):

@@ -7,14 +7,20 @@ import torch
 
 from facesr.models import build_model, sr_of
 
-# reduction 4 keeps 4 hidden attention units at 16 channels: with r=16 the single ReLU unit can be
-# dead at init, and then neither the FC weights nor the attention weights change with the input.
+# reduction 4 keeps 4 hidden attention units at 16 channels (r=16 would leave one)
 SMALL = {
     "bicubic": {},
     "srresnet": {"num_feat": 16, "num_block": 2},
     "method1": {"num_feat": 16, "num_block": 2, "reduction": 4, "prior_feat": 16, "prior_res_blocks": 1, "num_hourglass": 1,
                 "hourglass_depth": 2},
 }
+
+
+def _lift_attention_units(model):
+    """The channel means an SE gate sees barely depend on the input at init, so all hidden ReLU units of
+    a block can start dead (an SE property, not a wiring fault); a positive bias keeps them alive."""
+    for block in getattr(model, "attention_blocks", []):
+        torch.nn.init.constant_(block.attention.fc[0].bias, 1.0)
 
 
 @pytest.mark.parametrize("name", ["bicubic", "srresnet", "method1"])
@@ -43,19 +49,13 @@ def test_bicubic_matches_torch_interpolate_and_is_clamped():
     assert len(list(build_model("bicubic").parameters())) == 0
 
 
-def test_default_method1_returns_full_size_parsing():
-    model = build_model("method1").eval()
-    with torch.no_grad():
-        coarse, parsing, sr = model(torch.rand(1, 3, 16, 16))
-    assert parsing.shape == (1, 11, 128, 128)
-    assert coarse.shape == sr.shape == (1, 3, 128, 128)
-
-
-def test_default_softmax_attention_weights_sum_to_one_per_sample():
+def test_default_method1_shapes_and_softmax_attention_sums_to_one_per_sample():
     model = build_model("method1").eval()
     assert model.spec["model_args"]["attention"] == "softmax"
     with torch.no_grad():
-        model(torch.rand(2, 3, 16, 16))
+        coarse, parsing, sr = model(torch.rand(2, 3, 16, 16))
+    assert parsing.shape == (2, 11, 128, 128)
+    assert coarse.shape == sr.shape == (2, 3, 128, 128)
     blocks = model.attention_blocks
     assert len(blocks) == 16
     for i, block in enumerate(blocks):
@@ -66,7 +66,9 @@ def test_default_softmax_attention_weights_sum_to_one_per_sample():
 
 
 def test_attention_depends_on_input():
+    torch.manual_seed(0)
     model = build_model("method1", **SMALL["method1"]).eval()
+    _lift_attention_units(model)
     with torch.no_grad():
         model(torch.rand(1, 3, 16, 16))
         w1 = model.attention_blocks[0].last_attention.clone()
@@ -103,10 +105,7 @@ def test_method1_without_prior():
 def test_gradients_reach_every_parameter(name):
     torch.manual_seed(0)
     model = build_model(name, **SMALL[name]).train()
-    # The channel means an SE gate sees barely depend on the input at init, so all hidden ReLU units of
-    # a block can start dead (an SE property, not a wiring fault); lift them so the wiring is tested.
-    for block in getattr(model, "attention_blocks", []):
-        torch.nn.init.constant_(block.attention.fc[0].bias, 1.0)
+    _lift_attention_units(model)
     out = model(torch.rand(2, 3, 16, 16))
     terms = [o for o in (out if isinstance(out, tuple) else (out,)) if o is not None]
     loss = sum((t - 0.5).pow(2).mean() for t in terms)
