@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import sys
 import tempfile
@@ -72,6 +73,12 @@ def baseline(root: Path, ids: list[int], out: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (the pool workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mini", default=str(REPO.parent / "shared" / "data" / "celebamask-hq-mini"))
@@ -92,16 +99,17 @@ def main(argv: list[str] | None = None) -> int:
                 d = mask_path(src, idx, part)
                 d.parent.mkdir(parents=True, exist_ok=True)
                 d.symlink_to(p)
-        results = {}
+        results, cpu = {}, {}
         load_before = os.getloadavg()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _cpu_s()
         base = baseline(src, ids, work / "baseline")
-        results["baseline_serial"] = time.perf_counter() - t
+        results["baseline_serial"], cpu["baseline_serial"] = time.perf_counter() - t, _cpu_s() - c
         for workers in (2, 1):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), _cpu_s()
             merge_masks(work / "raw", work / f"merged{workers}", parts=PARTS, workers=workers)
             downscale(work / "raw", work / f"merged{workers}", work / f"prep{workers}", workers=workers)
             results[f"facesr_workers{workers}"] = time.perf_counter() - t
+            cpu[f"facesr_workers{workers}"] = _cpu_s() - c
         load_after = os.getloadavg()
         # same outputs: the packed arrays, concatenated over the splits in id order
         ours = {k: np.concatenate([np.load(work / "prep2" / s / f"{k}.npy") for s in ("train", "val", "test")])
@@ -117,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         "images_per_s": {k: round(n / v, 1) for k, v in results.items()},
         "speedup_vs_baseline": {k: round(results["baseline_serial"] / v, 2)
                                 for k, v in results.items() if k != "baseline_serial"},
+        # CPU time does not depend on what else the machine runs; wall time does (see loadavg)
+        "cpu_ms_per_image": {k: round(1000 * v / n, 1) for k, v in cpu.items()},
+        "cpu_speedup_vs_baseline": {k: round(cpu["baseline_serial"] / v, 2)
+                                    for k, v in cpu.items() if k != "baseline_serial"},
         "outputs_equal_to_baseline": equal,
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                     "python": platform.python_version(), "loadavg_before": [round(x, 2) for x in load_before],
