@@ -114,17 +114,20 @@ def _filter_valid(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 def ssim_planes(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Mean gaussian SSIM per image (B,) of (B, C, H, W) planes in [0, 255], averaged over channels.
 
-    Computed in float32: float64 matrix products are several times slower on a CPU, and with the shift
-    below float32 agrees with skimage's float64 to about 3e-6 (benchmarks/metrics.md).
+    Computed in float32 on a CPU: float64 matrix products are several times slower there, and with the
+    shift below float32 agrees with skimage's float64 to about 3e-6 (benchmarks/metrics.md). On a GPU a
+    float32 matmul may run as TF32 (10-bit mantissa) when someone enabled it for training, which would
+    cost SSIM its third decimal; float64 is cheap there, so it is used instead.
     """
-    k = gaussian_kernel1d().to(dtype=torch.float32, device=a.device)
+    work = torch.float32 if a.device.type == "cpu" else torch.float64
+    k = gaussian_kernel1d().to(dtype=work, device=a.device)
     if a.shape[-1] < k.numel() or a.shape[-2] < k.numel():
         raise MetricsError(f"ssim needs images of at least {k.numel()}x{k.numel()}, got {tuple(a.shape[-2:])}")
     # Second moments in float32 lose digits to cancellation (E[x^2] - E[x]^2 near 255^2); shifting both
     # images by the same per-plane constant leaves variances and covariance unchanged and keeps them exact.
-    shift = a.mean(dim=(-2, -1), keepdim=True, dtype=torch.float64).to(torch.float32)
-    x = a.to(torch.float32) - shift
-    y = b.to(torch.float32) - shift
+    shift = a.mean(dim=(-2, -1), keepdim=True, dtype=torch.float64).to(work)
+    x = a.to(work) - shift
+    y = b.to(work) - shift
     c = x.shape[1]
     stacked = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # one filter pass for all five moments
     mu_x, mu_y, m_xx, m_yy, m_xy = _filter_valid(stacked, k).split(c, dim=1)
