@@ -1,0 +1,97 @@
+"""Apply a profile (an override set) to params.yaml, keeping its comments and every other key.
+
+    python -m flows.profile profiles/mini.yaml            # then: dvc repro  (or make mini)
+    python -m flows.profile profiles/thesis.yaml --params params.yaml --dry-run
+
+A profile holds only the keys that differ from the demo defaults, nested like params.yaml; mappings
+merge key by key, anything else (lists, numbers, strings) replaces the value. Keys a profile names
+must already exist in params.yaml, so a renamed parameter fails loudly instead of being ignored.
+`git checkout params.yaml` returns to the demo profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+class ProfileError(ValueError):
+    """The profile or params file is unreadable, or names a key params.yaml lacks."""
+
+
+def _yaml():
+    from ruamel.yaml import YAML  # DVC's own round-trip YAML: keeps comments and key order
+
+    y = YAML()
+    y.preserve_quotes = True
+    y.width = 4096
+    return y
+
+
+def merge(target: Any, overrides: Mapping[str, Any], where: str, changes: list[str]) -> None:
+    for key, value in overrides.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in target:
+            raise ProfileError(f"{path}: not a key of params.yaml (renamed or misspelt?)")
+        if isinstance(value, Mapping) and isinstance(target[key], Mapping):
+            merge(target[key], value, path, changes)
+        elif target[key] != value:
+            changes.append(f"{path}: {target[key]!r} -> {value!r}")
+            target[key] = value
+
+
+def apply_profile(profile: str | Path, params: str | Path = "params.yaml", *, dry_run: bool = False) -> list[str]:
+    """Merge `profile` into `params` (atomically); return the changed keys as 'key: old -> new'."""
+    y = _yaml()
+    profile, params = Path(profile), Path(params)
+    for p in (profile, params):
+        if not p.is_file():
+            raise ProfileError(f"{p}: not found")
+    try:
+        overrides = y.load(profile.read_text())
+        data = y.load(params.read_text())
+    except Exception as exc:  # ruamel raises several YAMLError subclasses by cause
+        raise ProfileError(f"{profile} or {params}: not valid YAML ({exc})") from exc
+    if not isinstance(overrides, Mapping) or not isinstance(data, Mapping):
+        raise ProfileError(f"{profile}: expected a mapping of params.yaml sections")
+    changes: list[str] = []
+    try:
+        merge(data, overrides, "", changes)
+    except ProfileError as exc:
+        raise ProfileError(f"{profile}: {exc}") from None
+    if not dry_run:
+        buf = io.StringIO()
+        y.dump(data, buf)
+        fd, tmp = tempfile.mkstemp(prefix=f".{params.name}.", dir=params.parent)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(buf.getvalue())
+        os.replace(tmp, params)
+    return changes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.profile", description=__doc__.splitlines()[0])
+    parser.add_argument("profile", help="profiles/<name>.yaml")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--dry-run", action="store_true", help="print the changes, write nothing")
+    args = parser.parse_args(argv)
+    try:
+        changes = apply_profile(args.profile, args.params, dry_run=args.dry_run)
+    except ProfileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    verb = "would change" if args.dry_run else "changed"
+    print(f"{args.profile}: {verb} {len(changes)} key(s) of {args.params}")
+    for line in changes:
+        print(f"  {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
