@@ -3,7 +3,7 @@ PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup weights lint clean-outputs
+.PHONY: demo test setup weights lint clean-outputs chromium mini thesis
 
 $(BIN)/facesr: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,14 +18,34 @@ setup: $(BIN)/facesr
 weights: setup
 	$(BIN)/facesr weights fetch
 
-# The main job: `dvc repro` of the demo profile (synthetic faces, offline, minutes on a CPU).
-demo: weights
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+# The main job: `dvc repro` of the demo profile (synthetic faces, offline, minutes on a CPU), run by
+# the `pipeline` Prefect flow so every stage reports to one Prefect server (ephemeral unless
+# PREFECT_API_URL is set). Plain `dvc repro` does the same work.
+RUN_PIPELINE = PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m flows.pipeline run
 
-# The test suite; CI runs exactly this (.ci/run).
-test: weights
+demo: weights
+	$(RUN_PIPELINE)
+
+# Other profiles: override sets merged into params.yaml (`git checkout params.yaml` = demo again).
+mini: weights
+	$(BIN)/python -m flows.profile profiles/mini.yaml
+	$(RUN_PIPELINE)
+
+thesis: weights
+	$(BIN)/python -m flows.profile profiles/thesis.yaml
+	$(RUN_PIPELINE)
+
+# The report test screenshots the report in headless Chromium; install it when missing and root.
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null \
+	  || { [ "$$(id -u)" = 0 ] && (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)); } \
+	  || echo "warning: no Chromium and not root: tests/report will fail until it is installed"
+
+# The test suite; CI runs exactly this (.ci/run). `python -m pytest` puts the repo root on sys.path
+# (stages/, flows/).
+test: weights chromium
 	$(BIN)/ruff check .
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,0 +1,190 @@
+"""End to end: a real `dvc repro` of the tiny profile in a copy of the repo, reported to a real
+Prefect server on 127.0.0.1; then the no-op repro, a train_gan param change, and the scheduled
+deployment triggered by hand. Nothing is mocked: these are the stages `make demo` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow  # ~4-6 min on 2 cores: the whole pipeline, a Prefect server, a deployment
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+STAGES = ["download", "merge_masks", "downscale", "train", "train_gan", "evaluate", "report"]
+HEADLINE = ("psnr", "ssim", "lpips", "psnr_y", "ssim_y")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def copy_repo(dest: Path) -> Path:
+    """The working tree as a fresh clone would have it (tracked + new unignored files), git-initialised."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
+                           capture_output=True, text=True).stdout.split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file() and not rel.startswith(("prompt", "tests/")):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    return dest
+
+
+def stop(proc: subprocess.Popen, wait: float = 20) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def ran_stages(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict:
+    base = tmp_path_factory.mktemp("pipeline-env")
+    e = dict(os.environ)
+    e.update({
+        "PATH": f"{BIN}{os.pathsep}{e.get('PATH', '')}",
+        "PREFECT_HOME": str(base / "prefect"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{base / 'mlflow.db'}",
+        "FACESR_NO_PROGRESS": "1",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+    })
+    return e
+
+
+@pytest.fixture(scope="module")
+def server(env, tmp_path_factory):
+    """`prefect server start` on a free port of 127.0.0.1, stopped at the end of the module."""
+    import httpx
+
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("prefect-server") / "server.log", "w")
+    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    api = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{api}/health", timeout=2).json() is True:
+                break
+        except (httpx.HTTPError, ValueError):
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            pytest.fail(f"Prefect server did not come up on {api} (see {log.name})")
+        time.sleep(1)
+    yield api
+    stop(proc)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def repo(env, server, tmp_path_factory):
+    """The tiny profile reproduced once, through the pipeline flow, with every stage on the server."""
+    repo = copy_repo(tmp_path_factory.mktemp("repo"))
+    subprocess.run([sys.executable, "-m", "flows.profile", "profiles/tiny.yaml"], cwd=repo, env=env, check=True)
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "flows.pipeline", "run", "--repo", str(repo)], cwd=repo,
+                          env=env | {"PREFECT_API_URL": server}, capture_output=True, text=True, timeout=900)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 0, f"pipeline failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
+    assert ran_stages(proc.stdout) == STAGES
+    print(f"tiny profile, first repro through the pipeline flow: {elapsed:.0f} s")
+    return repo
+
+
+def flow_runs(api: str) -> list[tuple[str, str]]:
+    """(flow name, state type) of every flow run on the server."""
+    import httpx
+
+    flows = {f["id"]: f["name"] for f in httpx.post(f"{api}/flows/filter", json={}, timeout=30).json()}
+    runs = httpx.post(f"{api}/flow_runs/filter", json={"limit": 200}, timeout=30).json()
+    return [(flows.get(r["flow_id"], "?"), r["state_type"]) for r in runs]
+
+
+def test_repro_produces_every_model_and_metric(repo):
+    scores = json.loads((repo / "metrics" / "eval.json").read_text())
+    assert set(scores) == {"bicubic", "srresnet", "method1", "method2"}
+    for model, s in scores.items():
+        for key in HEADLINE:
+            assert isinstance(s[key], float), (model, key)
+    assert (repo / "reports" / "index.html").is_file() and (repo / "reports" / "img" / "grid.png").is_file()
+    assert (repo / "models" / "gan" / "method2.pt").is_file()
+
+
+def test_every_stage_is_a_completed_flow_run(repo, server):
+    runs = flow_runs(server)
+    for name in [*STAGES, "pipeline"]:
+        assert (name, "COMPLETED") in runs, f"no completed '{name}' flow run on the server: {runs}"
+
+
+def test_second_repro_does_nothing_fast(repo, env):
+    t0 = time.monotonic()
+    proc = subprocess.run([str(BIN / "dvc"), "repro"], cwd=repo, env=env, capture_output=True, text=True)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr
+    assert ran_stages(proc.stdout) == []
+    assert elapsed < 10, f"no-op repro took {elapsed:.1f} s"
+
+
+def test_train_gan_param_reruns_only_its_downstream(repo, env, tmp_path):
+    change = tmp_path / "lr_g.yaml"
+    change.write_text("train_gan:\n  loop:\n    lr_g: 5.0e-5\n")
+    subprocess.run([sys.executable, "-m", "flows.profile", str(change)], cwd=repo, env=env, check=True)
+    proc = subprocess.run([str(BIN / "dvc"), "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert ran_stages(proc.stdout) == ["train_gan", "evaluate", "report"]
+
+
+def test_scheduled_deployment_runs_on_trigger(repo, env, server, tmp_path):
+    import httpx
+
+    e = env | {"PREFECT_API_URL": server}
+    log = open(tmp_path / "serve.log", "w")
+    serve = subprocess.Popen([sys.executable, "-m", "flows.pipeline", "serve", "--cron", "0 3 * * *",
+                              "--repo", str(repo)], cwd=repo, env=e, stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while httpx.get(f"{server}/deployments/name/pipeline/nightly", timeout=5).status_code != 200:
+            assert serve.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(1)
+        dep = httpx.get(f"{server}/deployments/name/pipeline/nightly", timeout=5).json()
+        assert any(s["schedule"].get("cron") == "0 3 * * *" for s in dep["schedules"])
+        out = subprocess.run([str(BIN / "prefect"), "deployment", "run", "pipeline/nightly"], env=e,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        deadline = time.monotonic() + 180
+        while True:
+            runs = httpx.post(f"{server}/flow_runs/filter", timeout=10,
+                              json={"deployments": {"id": {"any_": [dep["id"]]}}}).json()
+            states = [r["state_type"] for r in runs]
+            if "COMPLETED" in states:
+                break
+            assert not {"FAILED", "CRASHED"} & set(states), (tmp_path / "serve.log").read_text()[-4000:]
+            assert time.monotonic() < deadline, f"deployment run not completed: {states}"
+            time.sleep(2)
+    finally:
+        # Stop serve before the server: a serve whose server is gone hangs (STACK.md).
+        stop(serve)
+        log.close()
