@@ -51,13 +51,25 @@ def ray_driver(ray_cluster):
     # Worker processes cannot import this test module (tests/ is not a package on their path):
     # ship the trainable by value instead.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    os.environ["RAY_ADDRESS"] = ray_cluster.exports["RAY_ADDRESS"]
+    # The variables of the env.sh that `up` wrote: RAY_ADDRESS and the cluster's own auth token.
+    saved = {k: os.environ.get(k) for k in ray_cluster.exports}
+    os.environ.update(ray_cluster.exports)
+    # A process that imported Ray before these variables were set (earlier tests in this session)
+    # holds the old auth mode and token in caches; a new process, as in the pipeline, reads them fresh.
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
     try:
         services.init_ray()
         yield ray
     finally:
         ray.shutdown()
-        os.environ.pop("RAY_ADDRESS", None)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _tune(marks: Path, storage: Path, *, trials: int, steps: int, step_s: float, max_failures: int):

@@ -1,0 +1,3 @@
+-- One Postgres, two databases: MLflow's tracking store and Prefect's.
+CREATE DATABASE mlflow;
+CREATE DATABASE prefect;
