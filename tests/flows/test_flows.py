@@ -1,0 +1,133 @@
+"""Stage flows on Prefect's ephemeral server, the flow CLIs, the pipeline flow and profiles."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+STAGES = ["download", "merge_masks", "downscale", "train", "train_gan", "evaluate", "report"]
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_flow_flags_and_paths_match_the_stage(name):
+    """A flow takes exactly its stage's path options, so dvc.yaml can call either with the same flags."""
+    flow_mod = importlib.import_module(f"flows.{name}")
+    stage = importlib.import_module(f"stages.{name}")
+    flow_fn = getattr(flow_mod, f"{name}_flow")
+    assert flow_fn.name == name
+    dests = {a.dest for a in stage.build_parser()._actions if a.dest not in ("help", "params", "smoke_test")}
+    flow_args = set(inspect.signature(flow_fn.fn).parameters) - {"params_path", "smoke_test"}
+    assert flow_args == dests
+    run_args = set(inspect.signature(stage.run).parameters) - {"params", "smoke_test"}
+    assert dests <= run_args
+
+
+def test_dvc_yaml_commands_are_the_flows():
+    import yaml
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert list(stages) == STAGES
+    for name, stage in stages.items():
+        assert stage["cmd"].startswith(f"python -m flows.{name} --params params.yaml"), name
+        assert stage["params"] == [name]
+        # Each stage's flags parse with its own parser (paths live only in dvc.yaml).
+        argv = stage["cmd"].split()[3:]
+        importlib.import_module(f"stages.{name}").build_parser().parse_args(argv)
+
+
+def test_report_flow_runs_on_the_ephemeral_server(tmp_path):
+    """A real flow run, recorded by Prefect, on a report built from a hand-made evaluation."""
+    import numpy as np
+    from PIL import Image
+    from prefect.client.orchestration import get_client
+
+    from flows.report import report_flow
+
+    images = tmp_path / "evaluation"
+    models = ["bicubic", "srresnet", "method1", "method2"]
+    rng = np.random.default_rng(0)
+    rows = ["model,id,psnr,ssim,lpips,psnr_y,ssim_y"]
+    for folder in ["lr", "hr", *models]:
+        (images / folder).mkdir(parents=True)
+        for face in (1, 2):
+            size = 16 if folder == "lr" else 128
+            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(images / folder / f"{face}.png")
+    scores = {}
+    for m in models:
+        scores[m] = {"psnr": 20.0, "ssim": 0.5, "lpips": 0.4, "psnr_y": 21.0, "ssim_y": 0.55, "n_images": 2}
+        rows += [f"{m},1,19.5,0.5,0.4,21,0.55", f"{m},2,20.5,0.5,0.4,21,0.55"]
+    (tmp_path / "eval.json").write_text(json.dumps(scores))
+    (tmp_path / "per_image.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "params.yaml").write_text(
+        "report:\n  title: t\n  grid_faces: 2\n  worst_faces: 1\n  worst_by: method1\n"
+        "  crop: [36, 16, 48, 96]\n  crop_faces: 1\n  parsing_faces: 1\n"
+    )
+    summary = report_flow(params_path=str(tmp_path / "params.yaml"), eval=str(tmp_path / "eval.json"),
+                          per_image=str(tmp_path / "per_image.csv"), images=str(images),
+                          train_curves=str(tmp_path / "none"), gan_curves=str(tmp_path / "none"),
+                          out=str(tmp_path / "reports"))
+    assert summary["models"] == models
+    assert (tmp_path / "reports" / "index.html").is_file()
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs()
+        names = {client.read_flow(r.flow_id).name: r.state_type.value for r in runs}
+    assert names.get("report") == "COMPLETED"
+
+
+def test_flow_cli_bad_params_exit_2_with_the_file_named(tmp_path):
+    (tmp_path / "params.yaml").write_text("download:\n  source: synthetic\n")
+    proc = subprocess.run([sys.executable, "-m", "flows.report", "--params", str(tmp_path / "params.yaml"),
+                           "--eval", "e", "--per-image", "p", "--images", "i", "--train-curves", "t",
+                           "--gan-curves", "g", "--out", "o"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2
+    assert "params.yaml: no 'report:' section" in proc.stderr
+
+
+def test_pipeline_flow_fails_when_dvc_fails(tmp_path):
+    from flows.pipeline import PipelineError, pipeline_flow
+
+    # Not a DVC repository: dvc exits non-zero and the flow must fail, not report success.
+    with pytest.raises(PipelineError, match="dvc repro failed with exit code"):
+        pipeline_flow(repo=str(tmp_path))
+
+
+def test_pipeline_command_line():
+    from flows.pipeline import DEFAULT_CRON, build_parser, repro_command
+
+    args = build_parser().parse_args(["serve"])
+    assert args.cron == DEFAULT_CRON and args.name == "nightly"
+    cmd = repro_command("evaluate", force=True)
+    assert cmd[1:] == ["repro", "--force", "evaluate"] and Path(cmd[0]).name == "dvc"
+
+
+def test_profile_merges_keeps_comments_and_rejects_unknown_keys(tmp_path):
+    from flows.profile import ProfileError, apply_profile
+
+    params = tmp_path / "params.yaml"
+    params.write_text("# head comment\ntrain:\n  loop:\n    steps: 100   # why 100\n    lr: 2.5e-4\n  keep: [1, 2]\n")
+    (tmp_path / "p.yaml").write_text("train:\n  loop:\n    steps: 5\n")
+    changes = apply_profile(tmp_path / "p.yaml", params)
+    assert changes == ["train.loop.steps: 100 -> 5"]
+    text = params.read_text()
+    assert "# head comment" in text and "# why 100" in text and "steps: 5" in text and "keep: [1, 2]" in text
+    (tmp_path / "bad.yaml").write_text("train:\n  loop:\n    stepz: 5\n")
+    with pytest.raises(ProfileError, match=r"train\.loop\.stepz: not a key"):
+        apply_profile(tmp_path / "bad.yaml", params)
+    assert "steps: 5" in params.read_text()
+
+
+@pytest.mark.parametrize("profile", ["tiny", "mini", "thesis"])
+def test_shipped_profiles_apply_to_params_yaml(profile, tmp_path):
+    from flows.profile import apply_profile
+
+    params = tmp_path / "params.yaml"
+    params.write_text((REPO / "params.yaml").read_text())
+    assert apply_profile(REPO / "profiles" / f"{profile}.yaml", params)
