@@ -77,9 +77,20 @@ def flat_params(params: Mapping[str, Any]) -> dict[str, str]:
 
 
 def set_experiment(uri: str, experiment: str) -> str:
+    """Select (creating if needed) the experiment; with a sqlite store, artifacts live beside the DB.
+
+    MLflow's default artifact root is ./mlruns of whatever the working directory is, which under
+    Ray is a trial folder; anchoring it at the database keeps a store and its artifacts together.
+    """
     import mlflow
 
     mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(experiment) is None and uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        try:
+            mlflow.create_experiment(experiment, artifact_location=(db.parent / "mlartifacts").as_uri())
+        except mlflow.exceptions.MlflowException:
+            pass  # created meanwhile by a concurrent trial
     exp = mlflow.set_experiment(experiment)
     return exp.experiment_id
 
@@ -138,7 +149,8 @@ def log_generator(uri: str, run_id: str, generator_path: str | Path, registered_
     model, meta = load_generator(generator_path)
     mlflow.set_tracking_uri(uri)
     os.environ.pop("MLFLOW_RUN_ID", None)
-    with mlflow.start_run(run_id=run_id):
+    # nested=True: the stage's parent run is still active in this process
+    with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
         info = mlflow.pytorch.log_model(model, name="model", serialization_format="pickle",
                                         registered_model_name=registered_name,
                                         metadata={"facesr_model": meta["model"],

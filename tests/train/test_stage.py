@@ -1,0 +1,76 @@
+"""The train stage end to end under Ray Tune + MLflow (acceptance 3 and 4), on a few real faces."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import TINY
+
+from facesr.config import load_section
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # `stages` is a top-level folder, not an installed package
+    sys.path.insert(0, str(REPO))
+
+
+def tiny_section(seeds=(0, 1)) -> dict:
+    section = load_section(REPO / "params.yaml", "train")
+    for spec in section["variants"].values():
+        spec["model_args"] = dict(TINY[spec["model"]])
+    section["search"] = {"seed": list(seeds)}
+    section["loop"]["val_lpips"] = False
+    section["resources"] = {"cpus_per_trial": 1, "gpus_per_trial": 1}
+    section["max_failures"] = 1
+    return section
+
+
+@pytest.mark.slow
+def test_train_stage_2_variants_x_2_seeds_with_a_retry_each(prepared_small, tmp_path, monkeypatch):
+    import mlflow
+
+    from stages import train
+
+    # every trial raises once, right after its step-2 checkpoint; max_failures=1 retries it from there
+    monkeypatch.setenv("FACESR_FAULT_STEP", "3")
+    monkeypatch.setenv("FACESR_FAULT_MODE", "raise")
+    out = tmp_path / "out"
+    summary = train.run(tiny_section(), data=prepared_small, models=out / "models", metrics=out / "train.json",
+                        curves=out / "curves", workdir=tmp_path / "runs", smoke_test=True)
+
+    assert sorted(p.name for p in (out / "models").iterdir()) == ["method1.pt", "srresnet.pt"]
+    assert sorted(p.name for p in (out / "curves").iterdir()) == ["method1.csv", "srresnet.csv"]
+    written = json.loads((out / "train.json").read_text())
+    assert written["variants"]["method1"]["step"] == 4 and len(written["trials"]) == 4
+    assert all(t["error"] is None for t in written["trials"])
+    assert all(len(list(d.glob(".fault_fired_3"))) == 1 for d in (tmp_path / "runs").glob("*-*") if d.is_dir()
+               and d.name != "ray")
+
+    parent_id = summary["mlflow"]["parent_run_id"]
+    runs = mlflow.search_runs(experiment_names=["facesr"], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+                              output_format="list")
+    assert len(runs) == 4
+    client = mlflow.MlflowClient()
+    names = None
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert {"git_commit", "dvc_stage", "params_hash", "profile", "hardware"} <= set(run.data.tags)
+        assert "val_psnr" in run.data.metrics and "loss" in run.data.metrics
+        # the retry reopened this run (no 5th nested run) and re-logged step 3 with the same value
+        losses = client.get_metric_history(run.info.run_id, "loss")
+        assert {m.step for m in losses} == {1, 2, 3, 4}
+        assert len({m.value for m in losses if m.step == 3}) == 1
+        assert "mlartifacts" in run.info.artifact_uri  # beside the test sqlite DB, not ./mlruns
+        names = names or set(run.data.params)
+        assert set(run.data.params) == names
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert "samples" in artifacts and "curves.csv" in artifacts
+
+    model = mlflow.pytorch.load_model("models:/facesr-method1/1")
+    from facesr.models import sr_of
+
+    for batch in (1, 4):
+        sr = sr_of(model(torch.rand(batch, 3, 16, 16)))
+        assert sr.shape == (batch, 3, 128, 128)
+    assert mlflow.pytorch.load_model("models:/facesr-srresnet/1")(torch.rand(2, 3, 16, 16)).shape == (2, 3, 128, 128)
