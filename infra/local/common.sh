@@ -35,6 +35,11 @@ export PREFECT_SERVER_ANALYTICS_ENABLED=false
 export MLFLOW_DISABLE_TELEMETRY=true
 export RAY_USAGE_STATS_ENABLED=0
 export DO_NOT_TRACK=1
+# Ray turns token auth on whenever ~/.ray/auth_token exists, and every cluster of this user then
+# shares (and may regenerate) that one file. Give this cluster its own token instead; env.sh hands
+# it to the drivers that join.
+export RAY_AUTH_MODE=token
+export RAY_AUTH_TOKEN_PATH="$STATE/ray_auth_token"
 
 log() { printf '%s\n' "$*" >&2; }
 
