@@ -144,4 +144,8 @@ def curves_figure(path: Path, title: str, x_name: str, cols: Mapping[str, np.nda
         if "loss" in name and (y[ok] > 0).all() and ok.sum() > 1 and y[ok].max() / y[ok].min() > 20:
             ax.set_yscale("log")
     fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    # Leave the top strip to the suptitle, which tight_layout alone would draw over.
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
