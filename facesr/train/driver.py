@@ -78,7 +78,7 @@ def run_stage(section: dict[str, Any], *, stage: str, loop: str, data: str | Pat
         summaries = run_trials(
             stage=stage, loop=loop, trials=trials, data=data, workdir=workdir,
             resources=section["resources"], max_failures=section["max_failures"],
-            metric=select["metric"], mode=select["mode"], mlflow_uri=uri, experiment=experiment,
+            mlflow_uri=uri, experiment=experiment,
             parent_run_id=parent.info.run_id, tags=tags, init=Path(init) if init else None)
         best = best_per_variant(summaries, select["metric"], select["mode"])
 

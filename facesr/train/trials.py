@@ -152,7 +152,7 @@ def init_ray(num_cpus: int | None = None) -> bool:
 
 
 def run_trials(*, stage: str, loop: str, trials: list[dict[str, Any]], data: Path, workdir: Path,
-               resources: dict[str, Any], max_failures: int, metric: str, mode: str,
+               resources: dict[str, Any], max_failures: int,
                mlflow_uri: str, experiment: str, parent_run_id: str, tags: dict[str, str],
                init: Path | None = None) -> list[dict[str, Any]]:
     """Run every trial under Ray Tune; one summary dict per trial (its trial.json, or its error)."""
@@ -173,7 +173,8 @@ def run_trials(*, stage: str, loop: str, trials: list[dict[str, Any]], data: Pat
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
-            tune_config=tune.TuneConfig(metric=metric, mode=mode),
+            # no metric here: intermediate reports (at checkpoints) need not carry validation
+            # scores; the best trial per variant is chosen from the final reports (best_per_variant)
             run_config=tune.RunConfig(
                 name=stage, storage_path=str((workdir / "ray").resolve()), verbose=0,
                 failure_config=tune.FailureConfig(max_failures=int(max_failures)),
