@@ -74,3 +74,26 @@ def test_train_stage_2_variants_x_2_seeds_with_a_retry_each(prepared_small, tmp_
         sr = sr_of(model(torch.rand(batch, 3, 16, 16)))
         assert sr.shape == (batch, 3, 128, 128)
     assert mlflow.pytorch.load_model("models:/facesr-srresnet/1")(torch.rand(2, 3, 16, 16)).shape == (2, 3, 128, 128)
+
+
+@pytest.mark.slow
+def test_train_gan_stage_exports_and_registers_method2(prepared_small, tmp_path):
+    import mlflow
+
+    from facesr.models import load_generator
+    from stages import train, train_gan
+
+    section = tiny_section(seeds=(0,))
+    section["variants"] = {"method1": section["variants"]["method1"]}
+    train.run(section, data=prepared_small, models=tmp_path / "m", metrics=tmp_path / "t.json",
+              curves=tmp_path / "c", workdir=tmp_path / "runs", smoke_test=True)
+    gan = load_section(REPO / "params.yaml", "train_gan")
+    gan["loop"].update(val_lpips=False, discriminator_args={"num_feat": 4})
+    summary = train_gan.run(gan, data=prepared_small, init=tmp_path / "m" / "method1.pt", models=tmp_path / "g",
+                            metrics=tmp_path / "g.json", curves=tmp_path / "gc", workdir=tmp_path / "gruns",
+                            smoke_test=True)
+    model, meta = load_generator(tmp_path / "g" / "method2.pt")
+    assert meta["model"] == "method1" and meta["extra"]["init"].endswith("method1.pt")
+    assert summary["variants"]["method2"]["registered_model"].startswith("models:/facesr-gan/")
+    sr = mlflow.pytorch.load_model(summary["variants"]["method2"]["registered_model"])(torch.rand(3, 3, 16, 16))
+    assert sr[2].shape == (3, 3, 128, 128)
