@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from facesr.config import ParamsError, require
+from facesr.services import check_mlflow
 from facesr.train.checkpoint import atomic_write_text
 from facesr.train.tracking import flat_params, log_generator, run_tags, set_experiment, tracking_uri
 from facesr.train.trials import TrainStageError, best_per_variant, expand_grid, run_trials, trial_params
@@ -67,6 +68,8 @@ def run_stage(section: dict[str, Any], *, stage: str, loop: str, data: str | Pat
     select = section["select"]
     mlflow_params = mlflow_params or {}
     uri = tracking_uri(mlflow_params)
+    # A tracking server that is down must stop the stage before any training time is spent.
+    check_mlflow(uri)
     experiment = str(mlflow_params.get("experiment", "facesr"))
     tags = run_tags(stage, section, mlflow_params)
     set_experiment(uri, experiment)
@@ -105,7 +108,7 @@ def run_stage(section: dict[str, Any], *, stage: str, loop: str, data: str | Pat
                                             "lpips_skipped": s["lpips_skipped"]}
             mlflow.log_metrics({f"{variant}.{k}": float(v) for k, v in s["metrics"].items()})
         for s in summaries:
-            summary["trials"].append({k: s.get(k) for k in ("name", "variant", "metrics", "error", "mlflow_run_id")})
+            summary["trials"].append({k: s.get(k) for k in ("name", "variant", "metrics", "error", "mlflow_run_id", "node_id")})
             if s.get("files"):
                 shutil.rmtree(s["files"], ignore_errors=True)
         metrics.parent.mkdir(parents=True, exist_ok=True)

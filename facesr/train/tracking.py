@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-DEFAULT_URI = "sqlite:///mlflow.db"
 RUN_FILE = "mlflow_run.json"
 
 
@@ -30,7 +29,9 @@ def tracking_uri(mlflow_params: Mapping[str, Any] | None) -> str:
     Ray runs each trial in its own working directory, so a relative sqlite path is made absolute
     here, against the driver's working directory.
     """
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or (mlflow_params or {}).get("tracking_uri") or DEFAULT_URI
+    from facesr.services import mlflow_tracking_uri
+
+    uri = mlflow_tracking_uri(dict(mlflow_params or {}))
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
     elif "://" not in uri:

@@ -63,6 +63,7 @@ LoopFn = Callable[..., dict[str, Any]]
 
 def _trainable(config: dict[str, Any]) -> None:
     """Body of every Ray trial: resume or start, train, report, track; indexes only its config keys."""
+    import ray
     import torch
     from ray import tune
 
@@ -113,7 +114,9 @@ def _trainable(config: dict[str, Any]) -> None:
         shutil.copy2(result["curves"], Path(d) / "curves.csv")
         (Path(d) / "trial.json").write_text(json.dumps({
             "name": trial_name(params), "mlflow_run_id": tracker.run_id, "params": params,
-            "metrics": result["metrics"], "step": result["step"], "lpips_skipped": result["lpips_skipped"]}))
+            "metrics": result["metrics"], "step": result["step"], "lpips_skipped": result["lpips_skipped"],
+            # Tune's node_ip is the same for every node of a one-host cluster; the node id is not.
+            "node_id": ray.get_runtime_context().get_node_id()}))
         tune.report({"step": result["step"], **latest, **result["metrics"], "done": 1},
                     checkpoint=tune.Checkpoint.from_directory(d))
 
@@ -139,15 +142,13 @@ def init_ray(num_cpus: int | None = None) -> bool:
     """Connect to $RAY_ADDRESS when set, else start a local Ray; True if this call started it."""
     import ray
 
+    from facesr.services import init_ray as init_ray_service
+
     if ray.is_initialized():
         return False
     # FACESR_* switches (progress bars, fault-injection drills) reach trials on a cluster too
     runtime_env = {"env_vars": {k: v for k, v in os.environ.items() if k.startswith("FACESR_")}}
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, runtime_env=runtime_env)
-    else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, runtime_env=runtime_env)
+    init_ray_service(num_cpus=num_cpus or os.cpu_count(), runtime_env=runtime_env)
     return True
 
 
