@@ -220,23 +220,6 @@ def test_save_parsing_with_a_model_without_parsing_says_so(tiny_srresnet, mini_d
     assert not (tmp_path / "out" / "parsing").exists()
 
 
-def test_pipeline_model_upscales_five_faces(mini_dir, tmp_path):
-    """Acceptance 1 with the demo pipeline's own model, where `dvc repro` has produced it."""
-    from facesr.inference import model_search_dirs
-
-    found = [d / "train" / "method1.pt" for d in model_search_dirs() if (d / "train" / "method1.pt").is_file()]
-    if not found:
-        pytest.skip("models/train/method1.pt not built yet (run `dvc repro` / `make demo`)")
-    inputs = _five_faces(mini_dir, tmp_path / "in")
-    rc = cli_main(["upscale", *map(str, inputs), "-o", str(tmp_path / "out"), "--model", "method1",
-                   "--compare", "--save-parsing", "--device", "cpu"])
-    assert rc == 0
-    for p in inputs:
-        _assert_image(tmp_path / "out" / f"{p.stem}.png", (128, 128))
-        _assert_image(tmp_path / "out" / "compare" / f"{p.stem}.png", (3 * 128 + 8, 128))
-        _assert_image(tmp_path / "out" / "parsing" / f"{p.stem}.png", (128, 128))
-
-
 # ---------------------------------------------------------------------------------------------- photos
 
 

@@ -132,6 +132,27 @@ def test_repro_produces_every_model_and_metric(repo):
     assert (repo / "models" / "gan" / "method2.pt").is_file()
 
 
+def test_upscale_with_the_pipeline_model(repo, mini_dir, tmp_path):
+    """`facesr upscale` on 5 real faces with the Method 1 the pipeline trained (issue 7, acceptance 1)."""
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(5):
+        with Image.open(mini_dir / "CelebA-HQ-img" / f"{i}.jpg") as im:
+            im.convert("RGB").resize((48, 48), Image.BICUBIC).save(src / f"face{i}.jpg", quality=95)
+    out = tmp_path / "out"
+    proc = subprocess.run([str(BIN / "facesr"), "upscale", str(src), "-o", str(out), "--model",
+                           str(repo / "models" / "train" / "method1.pt"), "--compare", "--save-parsing",
+                           "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for i in range(5):
+        for sub, width in (("", 128), ("compare", None), ("parsing", 128)):
+            with Image.open(out / sub / f"face{i}.png") as im:
+                im.load()
+                assert im.mode == "RGB" and im.size[1] == 128 and (width is None or im.size[0] == width), (sub, im.size)
+
+
 def test_every_stage_is_a_completed_flow_run(repo, server):
     runs = flow_runs(server)
     for name in [*STAGES, "pipeline"]:
