@@ -70,6 +70,10 @@ def ray_driver(ray_cluster):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        # Drop the cluster's auth mode and token from Ray's in-process caches too, or every later
+        # local ray.init in this pytest process starts a GCS that rejects its own clients.
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
 
 
 def _tune(marks: Path, storage: Path, *, trials: int, steps: int, step_s: float, max_failures: int):
