@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -152,6 +153,25 @@ def init_ray(num_cpus: int | None = None) -> bool:
     return True
 
 
+def fit_cpus(cpus: int, stage: str) -> int:
+    """`cpus_per_trial`, lowered to the CPUs of the largest node Ray has.
+
+    Tune waits forever for a trial no node can hold (only the autoscaler logs "No available node
+    types can fulfill resource request"): `infra/local/up`'s nodes have 1 CPU each, a laptop may
+    have fewer cores than the profile asks for. A cluster with no CPU node yet (a head of 0 CPUs
+    whose workers the autoscaler adds) keeps the request as it is.
+    """
+    import ray
+
+    largest = max((int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=0)
+    if 0 < largest < cpus:
+        logging.getLogger(__name__).warning(
+            "%s.resources.cpus_per_trial is %d but the largest Ray node has %d CPU(s): each trial asks for %d",
+            stage, cpus, largest, largest)
+        return largest
+    return cpus
+
+
 def run_trials(*, stage: str, loop: str, trials: list[dict[str, Any]], data: Path, workdir: Path,
                resources: dict[str, Any], max_failures: int,
                mlflow_uri: str, experiment: str, parent_run_id: str, tags: dict[str, str],
@@ -162,7 +182,7 @@ def run_trials(*, stage: str, loop: str, trials: list[dict[str, Any]], data: Pat
 
     started = init_ray()
     try:
-        cpus = int(resources["cpus_per_trial"])
+        cpus = fit_cpus(int(resources["cpus_per_trial"]), stage)
         gpus = int(resources["gpus_per_trial"]) if torch.cuda.is_available() else 0
         trainable = tune.with_resources(_trainable, {"cpu": cpus, "gpu": gpus})
         param_space = {

@@ -4,10 +4,15 @@ A module, not conftest, so tests can import it (`from infra_cluster import ...`)
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import shutil
+import signal
 import socket
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,6 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL = REPO / "infra" / "local"
+BIN = Path(sys.executable).parent
 
 
 def _free(port: int) -> bool:
@@ -41,6 +47,42 @@ def free_ray_base() -> int:
     raise RuntimeError("no free block of 17 ports in 20000-30000")
 
 
+def _ps() -> list[tuple[int, int, int, str, str]]:
+    """(pid, ppid, pgid, start time, command line) of every live (non-zombie) process."""
+    out = subprocess.run(["ps", "-eo", "pid=,ppid=,pgid=,stat=,lstart=,args="], capture_output=True, text=True,
+                         check=True).stdout
+    procs = []
+    for line in out.splitlines():
+        pid, ppid, pgid, stat, *rest = line.split(None, 9)
+        if not stat.startswith("Z"):
+            procs.append((int(pid), int(ppid), int(pgid), " ".join(rest[:5]), rest[5] if len(rest) > 5 else ""))
+    return procs
+
+
+def node_processes(pgid: int) -> list[tuple[int, str, str]]:
+    """(pid, start time, command line) of a service's process group and of every descendant.
+
+    Ray's raylet starts its workers (the trials) in process groups of their own, so a node is
+    its group plus the raylet's children."""
+    procs = _ps()
+    members = {p[0] for p in procs if p[2] == pgid}
+    grew = True
+    while grew:
+        new = {p[0] for p in procs if p[1] in members} - members
+        members |= new
+        grew = bool(new)
+    return [(p[0], p[3], p[4]) for p in procs if p[0] in members]
+
+
+def ray_tasks(pgid: int) -> list[str]:
+    """Command lines of the Ray workers of a node busy with a task or actor (a Tune trial is the
+    actor `ray::ImplicitFunc`). Ray retitles its workers `ray::<what they run>`, `ray::IDLE`
+    when pooled; the node's agents (`ray::DashboardAgent`, ...) are in its own group."""
+    group = set(live_group_pids(pgid))
+    return [args for pid, _, args in node_processes(pgid) if args.startswith("ray::")
+            and not args.startswith("ray::IDLE") and pid not in group]
+
+
 def live_group_pids(pgid: int) -> list[int]:
     out = subprocess.run(["ps", "-eo", "pid=,pgid=,stat="], capture_output=True, text=True, check=True).stdout
     return [int(p) for p, g, st in (line.split()[:3] for line in out.splitlines()) if int(g) == pgid and not st.startswith("Z")]
@@ -65,6 +107,13 @@ class LocalCluster:
     ray_temp: Path
     groups: dict[str, int] = field(default_factory=dict)
     up_output: str = ""
+    seen: set[tuple[int, str, str]] = field(default_factory=set)
+
+    def track(self) -> None:
+        """Remember every process of the cluster now alive, Ray workers outside the services'
+        groups included, so that `leftovers` can check each one is gone after `down`."""
+        for pgid in self.groups.values():
+            self.seen.update(node_processes(pgid))
 
     def script(self, name: str, *, check: bool = True, timeout: float = 300,
                services: list[str] | None = None) -> subprocess.CompletedProcess:
@@ -92,6 +141,8 @@ class LocalCluster:
     def leftovers(self) -> list[str]:
         """Processes still alive from this cluster: its groups, its state dir, its Ray temp dir."""
         left = [f"{s}: pid {p}" for s, g in self.groups.items() for p in live_group_pids(g)]
+        alive = {(pid, start) for pid, _, _, start, _ in _ps()}
+        left += [f"pid {pid}: {args}" for pid, start, args in sorted(self.seen) if (pid, start) in alive]
         return left + pgrep(str(self.state)) + pgrep(str(self.ray_temp))
 
 
@@ -129,3 +180,65 @@ def running_cluster(base: Path, services: list[str]) -> Iterator[LocalCluster]:
         yield cl
     finally:
         cl.script("down", check=False)
+
+
+NODE_IDS = """
+import json, os, ray
+ray.init(address=os.environ["RAY_ADDRESS"], logging_level="ERROR", log_to_driver=False)
+out = {n["NodeID"]: [r for r in ("node_head", "node_worker") if r in n["Resources"]] for n in ray.nodes() if n["Alive"]}
+print(json.dumps({roles[0]: node for node, roles in out.items() if roles}))
+"""
+
+
+def cluster_nodes(cl: LocalCluster) -> dict[str, str]:
+    """node_head / node_worker -> Ray node id of the cluster's live nodes, asked by a fresh driver
+    that joins through the exported variables (a new process reads the cluster's auth token)."""
+    proc = subprocess.run([sys.executable, "-c", NODE_IDS], env=cl.env | cl.exports, cwd=cl.state,
+                          capture_output=True, text=True, timeout=180)
+    if proc.returncode != 0:
+        raise AssertionError(f"could not list the cluster's nodes:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def copy_repo(dest: Path) -> Path:
+    """The working tree as a fresh clone would have it (tracked + new unignored files, no tests/),
+    git-initialised: what tests/test_pipeline.py reproduces."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
+                           capture_output=True, text=True).stdout.split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file() and not rel.startswith(("prompt", "tests/")):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    return dest
+
+
+@contextmanager
+def session(cmd: list[str], *, log: Path, **kwargs) -> Iterator[subprocess.Popen]:
+    """Popen `cmd` in a session of its own, output to `log`; on exit its whole group is SIGKILLed
+    if anything of it is left (a failed or timed-out test must not leave a driver behind)."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
+        try:
+            yield proc
+        finally:
+            if live_group_pids(proc.pid):
+                os.killpg(proc.pid, signal.SIGKILL)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def wait_for(proc: subprocess.Popen, timeout: float, log: Path, every=None) -> int:
+    """Wait for `proc`, calling `every()` each second; on timeout fail with the tail of its log
+    (the group is killed by `session`)."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if every is not None:
+            every()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{proc.args} still running after {timeout:.0f} s:\n{log.read_text()[-6000:]}")
+        time.sleep(1)
+    return proc.returncode

@@ -131,3 +131,23 @@ def test_preflight_reports_local_defaults(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     assert services.preflight({"mlflow": {"tracking_uri": "sqlite:///m.db"}}) == {
         "mlflow": "sqlite:///m.db", "prefect": None, "ray": None}
+
+
+def test_trials_ask_for_no_more_cpus_than_the_largest_node(monkeypatch, caplog):
+    """A 2-CPU trial on infra/local/up's 1-CPU nodes would wait forever in Tune's queue."""
+    import ray
+
+    from facesr.train.trials import fit_cpus
+
+    def nodes(*sizes):
+        return lambda: [{"Alive": True, "Resources": {"CPU": float(c)}} for c in sizes] + [
+            {"Alive": False, "Resources": {"CPU": 64.0}}]
+
+    monkeypatch.setattr(ray, "nodes", nodes(1, 1))
+    assert fit_cpus(2, "train_gan") == 1
+    assert "train_gan.resources.cpus_per_trial is 2 but the largest Ray node has 1 CPU" in caplog.text
+    monkeypatch.setattr(ray, "nodes", nodes(1, 4))
+    assert fit_cpus(2, "train") == 2
+    # A head of 0 CPUs whose workers an autoscaler adds: the request stays as it is.
+    monkeypatch.setattr(ray, "nodes", nodes(0))
+    assert fit_cpus(2, "train") == 2
