@@ -18,7 +18,7 @@ from torch import nn
 
 from facesr.models.bicubic import bicubic_upsample
 from facesr.models.registry import ModelConfigError, register_model
-from facesr.models.srresnet import ResidualBlock, SRResNetTrunk, check_positive, check_upscale
+from facesr.models.srresnet import ResidualBlock, SRResNetTrunk, check_bool, check_positive, check_upscale
 
 ATTENTION_MODES = ("softmax", "sigmoid", "none")
 
@@ -196,12 +196,18 @@ class PriorGuidedSR(nn.Module):
         prior_res_blocks (int): Residual modules between the stem and the hourglasses. Default: 3.
         num_hourglass (int): Stacked hourglass blocks. Default: 2.
         hourglass_depth (int): Down-sampling levels of each hourglass (64x64 -> 4x4 at 4). Default: 4.
+        image_residual (bool): The SR branch adds the bicubic upsampling of the LR to its output and
+            the fusing module adds the coarse SR to its own, so both learn residuals. Not in the
+            thesis; for small CPU budgets (the demo profile). Default: False.
     """
 
     def __init__(self, num_feat: int = 64, num_block: int = 16, upscale: int = 8, reduction: int = 16,
                  attention: str = "softmax", prior: bool = True, num_parsing: int = 11, prior_feat: int = 64,
-                 prior_res_blocks: int = 3, num_hourglass: int = 2, hourglass_depth: int = 4):
+                 prior_res_blocks: int = 3, num_hourglass: int = 2, hourglass_depth: int = 4,
+                 image_residual: bool = False):
         super().__init__()
+        check_bool("method1", image_residual=image_residual)
+        self.image_residual = image_residual
         check_positive("method1", num_feat=num_feat, num_block=num_block, reduction=reduction,
                        num_parsing=num_parsing, prior_feat=prior_feat, hourglass_depth=hourglass_depth)
         if not isinstance(prior_res_blocks, int) or prior_res_blocks < 0:
@@ -214,7 +220,7 @@ class PriorGuidedSR(nn.Module):
             raise ModelConfigError(f"method1: prior must be true or false, got {prior!r}")
         stages = check_upscale("method1", upscale)
         blocks = [AttentionBlock(num_feat, reduction, attention) for _ in range(num_block)]
-        self.sr_branch = SRResNetTrunk(3, 3, num_feat, blocks, stages)
+        self.sr_branch = SRResNetTrunk(3, 3, num_feat, blocks, stages, image_residual)
         self.prior_branch = (
             PriorBranch(upscale, num_parsing, prior_feat, prior_res_blocks, num_hourglass, hourglass_depth)
             if prior else None
@@ -227,7 +233,8 @@ class PriorGuidedSR(nn.Module):
 
     def forward(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         coarse = self.sr_branch(lr)
-        if self.prior_branch is None:
-            return coarse, None, self.fusing(coarse)
-        parsing = self.prior_branch(lr)
-        return coarse, parsing, self.fusing(torch.cat([coarse, parsing], dim=1))
+        parsing = None if self.prior_branch is None else self.prior_branch(lr)
+        sr = self.fusing(coarse if parsing is None else torch.cat([coarse, parsing], dim=1))
+        if self.image_residual:
+            sr = sr + coarse
+        return coarse, parsing, sr

@@ -28,7 +28,8 @@ def test_registry_names():
 def test_spec_holds_every_constructor_argument():
     model = build_model("srresnet", num_feat=8)
     assert model.spec == {"model": "srresnet", "model_args": {"num_in_ch": 3, "num_out_ch": 3, "num_feat": 8,
-                                                               "num_block": 16, "upscale": 8}}
+                                                               "num_block": 16, "upscale": 8,
+                                                               "image_residual": False}}
 
 
 def test_unknown_name_lists_valid_models():

@@ -152,3 +152,31 @@ def test_srresnet_default_size_is_ledig():
     assert 1.69e6 < sum(p.numel() for p in model.parameters()) < 1.71e6
     assert len(model.trunk.body) == 16
     assert sum(isinstance(m, torch.nn.PixelShuffle) for m in model.modules()) == 3
+
+
+@pytest.mark.parametrize("name,args", [
+    ("srresnet", {"num_feat": 8, "num_block": 1}),
+    ("method1", {"num_feat": 8, "num_block": 1, "reduction": 4, "prior_feat": 8, "prior_res_blocks": 0,
+                 "num_hourglass": 1, "hourglass_depth": 2}),
+])
+def test_image_residual_starts_from_bicubic(name, args):
+    """With the last convs zeroed, an image-residual model outputs exactly the bicubic upsampling."""
+    from facesr.models.bicubic import bicubic_upsample
+
+    torch.manual_seed(0)
+    model = build_model(name, image_residual=True, **args).eval()
+    trunk = model.trunk if name == "srresnet" else model.sr_branch
+    tails = [trunk.tail] + ([model.fusing.conv_out] if name == "method1" else [])
+    with torch.no_grad():
+        for conv in tails:
+            conv.weight.zero_()
+            conv.bias.zero_()
+        lr = torch.rand(2, 3, 16, 16)
+        out = model(lr)
+    sr = out[2] if isinstance(out, tuple) else out
+    torch.testing.assert_close(sr, bicubic_upsample(lr, 8))
+    plain = build_model(name, **args).eval()
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        plain_out = plain(lr)
+    assert not torch.allclose(plain_out[2] if isinstance(plain_out, tuple) else plain_out, sr)
