@@ -177,13 +177,14 @@ def run_trials(*, stage: str, loop: str, trials: list[dict[str, Any]], data: Pat
                mlflow_uri: str, experiment: str, parent_run_id: str, tags: dict[str, str],
                init: Path | None = None) -> list[dict[str, Any]]:
     """Run every trial under Ray Tune; one summary dict per trial (its trial.json, or its error)."""
-    import torch
+    import ray
     from ray import tune
 
     started = init_ray()
     try:
         cpus = fit_cpus(int(resources["cpus_per_trial"]), stage)
-        gpus = int(resources["gpus_per_trial"]) if torch.cuda.is_available() else 0
+        # Ask the cluster, not this process: a CPU-only driver may steer a cluster of GPU nodes.
+        gpus = int(resources["gpus_per_trial"]) if ray.cluster_resources().get("GPU", 0) >= 1 else 0
         trainable = tune.with_resources(_trainable, {"cpu": cpus, "gpu": gpus})
         param_space = {
             "params": tune.grid_search(trials), "loop": loop, "cpus": cpus,
