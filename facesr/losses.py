@@ -120,16 +120,10 @@ class PerceptualLoss(nn.Module):
             None picks relu5_4 for vgg19 (SRGAN's phi_5,4) and relu5_3 for vgg16. Default: None.
         features (nn.Module | None): A VGG ``features`` trunk to use instead of
             ``facesr.weights.vgg_features(net)`` (which loads the real ImageNet weights). Default: None.
-        arch (str | None): Alias of `net` (the name `facesr.weights.vgg_features` uses). Default: None.
     """
 
-    def __init__(self, net: str = "vgg19", layer: str | None = None, *, features: nn.Module | None = None,
-                 arch: str | None = None):
+    def __init__(self, net: str = "vgg19", layer: str | None = None, *, features: nn.Module | None = None):
         super().__init__()
-        if arch is not None:
-            if net != "vgg19" and net != arch:
-                raise LossConfigError(f"PerceptualLoss: net={net!r} and arch={arch!r} disagree; give one")
-            net = arch
         if net not in DEFAULT_LAYER:
             raise LossConfigError(f"PerceptualLoss: net must be one of {', '.join(DEFAULT_LAYER)}, got {net!r}")
         if features is None:

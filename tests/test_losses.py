@@ -123,7 +123,7 @@ def test_perceptual_loss_normalises_with_imagenet_stats(random_vgg16_trunk):
 
 
 def test_perceptual_loss_default_layers_and_bad_args(random_vgg16_trunk):
-    assert PerceptualLoss(arch="vgg16", features=random_vgg16_trunk).layer == "relu5_3"
+    assert PerceptualLoss(net="vgg16", features=random_vgg16_trunk).layer == "relu5_3"
     assert len(PerceptualLoss("vgg16", features=random_vgg16_trunk).features) == 30
     with pytest.raises(LossConfigError, match="net must be one of vgg19, vgg16"):
         PerceptualLoss("alex", features=random_vgg16_trunk)
