@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from facesr.config import load_section, require
+from facesr.fileio import atomic_write_text, replace_dir
 
 SECTION = "evaluate"
 KEYS = ("models", "lpips_net", "batch_size", "max_images", "save_parsing", "device", "mlflow")
@@ -62,9 +63,9 @@ def run(
             images_dir=tmp,
             save_parsing=int(params["save_parsing"]),
         )
-        ev.write_text_atomic(per_image, ev.per_image_csv(result.rows))
-        ev.write_text_atomic(out, ev.summary_json(result.summary))
-        ev.replace_dir(tmp, images)
+        atomic_write_text(per_image, ev.per_image_csv(result.rows))
+        atomic_write_text(out, ev.summary_json(result.summary))
+        replace_dir(tmp, images)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -41,7 +41,7 @@ def run(
     smoke_test: bool = False,
 ) -> dict[str, Any]:
     """Build the report into a temp folder beside `out`, then put it in place."""
-    from facesr.evaluate import replace_dir
+    from facesr.fileio import replace_dir
     from facesr.report import build_report
 
     require(params, *KEYS, where=f"params.yaml {SECTION}")

@@ -14,8 +14,9 @@ import json
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
+
+from facesr.fileio import atomic_write_text
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg"}
 COLUMNS = ["psnr", "ssim", "psnr_y", "ssim_y", "lpips"]
@@ -140,18 +141,6 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def to_csv(result: dict) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=["name", *COLUMNS], lineterminator="\n")
@@ -181,9 +170,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
         return 2
     print(format_table(result))
     if args.json:
-        _write_atomic(Path(args.json), json.dumps(_json_safe(result), indent=2, allow_nan=False) + "\n")
+        atomic_write_text(Path(args.json), json.dumps(_json_safe(result), indent=2, allow_nan=False) + "\n")
     if args.csv:
-        _write_atomic(Path(args.csv), to_csv(result))
+        atomic_write_text(Path(args.csv), to_csv(result))
     return 0
 
 

@@ -217,13 +217,6 @@ def render(params_path: Path | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m facesr.models.stats", description=__doc__.splitlines()[0])
     parser.add_argument("--write", type=Path, help="write the markdown here (default: print it)")
@@ -233,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     text = render(args.params)
     if args.write:
-        write_atomic(args.write, text)
+        from facesr.fileio import atomic_write_text
+
+        atomic_write_text(args.write, text)
         print(f"wrote {args.write}", file=sys.stderr)
     else:
         sys.stdout.write(text)

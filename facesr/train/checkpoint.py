@@ -98,17 +98,3 @@ def load_checkpoint(path: str | Path, *, params: dict[str, Any] | None = None,
 def find_last(workdir: str | Path) -> Path | None:
     path = Path(workdir) / LAST
     return path if path.is_file() else None
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from facesr.config import ParamsError, require
+from facesr.fileio import atomic_write_text, replace_dir
 from facesr.services import check_mlflow
-from facesr.train.checkpoint import atomic_write_text
 from facesr.train.tracking import flat_params, log_generator, run_tags, set_experiment, tracking_uri
 from facesr.train.trials import TrainStageError, best_per_variant, expand_grid, run_trials, trial_params
 
@@ -41,17 +41,6 @@ def build_trials(section: dict[str, Any], *, where: str, smoke_test: bool) -> li
         require(spec, "registered_name", where=f"{where}.variants.{name}")
     return [trial_params(base, name, spec, point)
             for name, spec in variants.items() for point in expand_grid(section["search"])]
-
-
-def _replace_dir(tmp: Path, target: Path) -> None:
-    """Swap a finished temp dir into place; the old target is removed only once the new one is whole."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def run_stage(section: dict[str, Any], *, stage: str, loop: str, data: str | Path, models: str | Path,
@@ -92,8 +81,8 @@ def run_stage(section: dict[str, Any], *, stage: str, loop: str, data: str | Pat
         for variant, s in best.items():
             shutil.copy2(Path(s["files"]) / "generator.pt", tmp_models / f"{variant}.pt")
             shutil.copy2(Path(s["files"]) / "curves.csv", tmp_curves / f"{variant}.csv")
-        _replace_dir(tmp_models, models)
-        _replace_dir(tmp_curves, curves)
+        replace_dir(tmp_models, models)
+        replace_dir(tmp_curves, curves)
 
         summary: dict[str, Any] = {"stage": stage, "smoke_test": smoke_test, "select": select,
                                    "mlflow": {"tracking_uri": uri, "experiment": experiment,

@@ -132,7 +132,7 @@ def write_curves(path: Path, history: list[dict[str, float]]) -> Path:
     """Per-step CSV of every logged value (train and val rows share the step column)."""
     import io
 
-    from facesr.train.checkpoint import atomic_write_text
+    from facesr.fileio import atomic_write_text
 
     keys: list[str] = ["step"]
     for row in history:

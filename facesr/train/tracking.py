@@ -115,7 +115,7 @@ class TrialTracker:
         else:
             self.run = mlflow.start_run(run_name=run_name, parent_run_id=parent_run_id, tags=dict(tags))
             mlflow.log_params(flat_params(params))
-            from facesr.train.checkpoint import atomic_write_text
+            from facesr.fileio import atomic_write_text
 
             atomic_write_text(run_file, json.dumps({"run_id": self.run.info.run_id, "parent_run_id": parent_run_id}))
         self.run_id = self.run.info.run_id
