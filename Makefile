@@ -3,7 +3,7 @@ PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup weights lint clean-outputs chromium mini thesis
+.PHONY: demo test setup weights lint clean-outputs chromium mini mini-cpu thesis
 
 $(BIN)/facesr: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,14 +26,16 @@ RUN_PIPELINE = PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m flows.pipeline run
 demo: weights
 	$(RUN_PIPELINE)
 
-# Other profiles: override sets merged into params.yaml (`git checkout params.yaml` = demo again).
+# Other profiles (profiles/<name>.yaml merged over params.yaml by every stage), each run as one
+# DVC experiment: dvc exp run -S profile=<name>. `dvc exp show` compares them.
+mini-cpu: weights
+	$(RUN_PIPELINE) --profile mini-cpu
+
 mini: weights
-	$(BIN)/python -m flows.profile profiles/mini.yaml
-	$(RUN_PIPELINE)
+	$(RUN_PIPELINE) --profile mini
 
 thesis: weights
-	$(BIN)/python -m flows.profile profiles/thesis.yaml
-	$(RUN_PIPELINE)
+	$(RUN_PIPELINE) --profile thesis
 
 # The report test screenshots the report in headless Chromium; install it when missing and root.
 chromium:

@@ -11,6 +11,10 @@ HR/LR and each of the 11 parsing channels is cut from the label map and area-ave
 disjoint, so the baseline's label map and facesr's multi-label bits give the same parsing maps; the
 script checks that, so the speed is compared on equal outputs.
 
+Decode floor: the part no implementation can skip (decode the JPEG and the 11 channel masks, resize
+to HR and LR), serially, with nothing else; `max_speedup_on_this_machine` = cores x baseline CPU /
+floor CPU is the most any implementation could gain on this machine without a faster decoder.
+
 facesr: `merge_masks` + `downscale` as the stages run them (process pool, vectorised bit packing,
 bit-field area averaging, sha256 manifests), with workers=2 and workers=1.
 """
@@ -73,6 +77,18 @@ def baseline(root: Path, ids: list[int], out: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def decode_floor(root: Path, ids: list[int]) -> None:
+    """The work no correct implementation can skip, and nothing else: decode the JPEG and the 11
+    channel masks (8-bit, PIL), resize the image to HR and LR. No merging, packing or writing."""
+    for idx in ids:
+        for part in PARTS:
+            p = mask_path(root, idx, part)
+            if os.path.exists(p):
+                np.asarray(Image.open(p))
+        hr = Image.open(image_path(root, idx)).convert("RGB").resize((128, 128), Image.BICUBIC)
+        hr.resize((16, 16), Image.BICUBIC)
+
+
 def _cpu_s() -> float:
     """CPU seconds of this process and its finished children (the pool workers)."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -104,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         t, c = time.perf_counter(), _cpu_s()
         base = baseline(src, ids, work / "baseline")
         results["baseline_serial"], cpu["baseline_serial"] = time.perf_counter() - t, _cpu_s() - c
+        t, c = time.perf_counter(), _cpu_s()
+        decode_floor(src, ids)
+        results["decode_floor_serial"], cpu["decode_floor_serial"] = time.perf_counter() - t, _cpu_s() - c
         for workers in (2, 1):
             t, c = time.perf_counter(), _cpu_s()
             merge_masks(work / "raw", work / f"merged{workers}", parts=PARTS, workers=workers)
@@ -130,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_speedup_vs_baseline": {k: round(cpu["baseline_serial"] / v, 2)
                                     for k, v in cpu.items() if k != "baseline_serial"},
         "outputs_equal_to_baseline": equal,
+        # the ceiling: decoding alone (decode_floor_serial) spread perfectly over every core
+        "max_speedup_on_this_machine": round(os.cpu_count() * cpu["baseline_serial"] / cpu["decode_floor_serial"], 2),
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                     "python": platform.python_version(), "loadavg_before": [round(x, 2) for x in load_before],
                     "loadavg_after": [round(x, 2) for x in load_after]},

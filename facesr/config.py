@@ -1,11 +1,25 @@
-"""Reading `params.yaml`: each stage reads only its own section."""
+"""Reading `params.yaml`: each stage reads only its own section, with its profile's overrides.
+
+A profile is an override set in ``profiles/<name>.yaml`` (beside params.yaml), chosen by the
+top-level ``profile:`` key of params.yaml; it holds every stage section, ``{}`` where it changes
+nothing. ``dvc exp run -S profile=mini-cpu`` therefore switches the whole pipeline in one command,
+and dvc.yaml lists ``profiles/${profile}.yaml:[<section>]`` beside ``<section>`` so that DVC reruns
+exactly the stages whose merged parameters changed.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+PROFILE_KEY = "profile"
+PROFILES_DIR = "profiles"
+# Mappings whose entries are whole, self-validated specs: a profile may add new ones (an ablation
+# variant), where anywhere else a key params.yaml lacks is a misspelling.
+OPEN_MAPPINGS = ("variants",)
 
 
 class ParamsError(ValueError):
@@ -25,12 +39,57 @@ def load_params(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def merge_overrides(target: MutableMapping, overrides: Mapping, where: str = "", changes: list[str] | None = None) -> list[str]:
+    """Merge `overrides` into `target` in place; return the changes as 'key: old -> new'.
+
+    Mappings merge key by key; anything else (lists, numbers, strings) replaces the value. A key
+    `target` lacks raises ParamsError, so a renamed parameter fails loudly instead of being ignored,
+    except inside an OPEN_MAPPINGS mapping (``train.variants``), where a new key adds an entry.
+    """
+    changes = [] if changes is None else changes
+    for key, value in overrides.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in target:
+            if where.rsplit(".", 1)[-1] in OPEN_MAPPINGS:
+                changes.append(f"{path}: added")
+                target[key] = value
+                continue
+            raise ParamsError(f"{path}: not a key of params.yaml (renamed or misspelt?)")
+        if isinstance(value, Mapping) and isinstance(target[key], Mapping):
+            merge_overrides(target[key], value, path, changes)
+        elif target[key] != value:
+            changes.append(f"{path}: {target[key]!r} -> {value!r}")
+            target[key] = value
+    return changes
+
+
+def profile_path(params_path: str | Path, name: str) -> Path:
+    return Path(params_path).parent / PROFILES_DIR / f"{name}.yaml"
+
+
 def load_section(path: str | Path, section: str) -> dict[str, Any]:
-    """The `section` mapping of the params file at `path`, with a clear error if it is absent."""
+    """The `section` mapping of the params file at `path`, merged with its profile's `section`."""
     data = load_params(path)
     if section not in data or not isinstance(data[section], dict):
         raise ParamsError(f"{path}: no '{section}:' section (stages read their own section only)")
-    return data[section]
+    params = data[section]
+    name = data.get(PROFILE_KEY)
+    if name is None:
+        return params
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        raise ParamsError(f"{path}: profile must be the name of a file in {PROFILES_DIR}/, got {name!r}")
+    overlay_file = profile_path(path, name)
+    overlay = load_params(overlay_file) if overlay_file.is_file() else None
+    if overlay is None:
+        raise ParamsError(f"{path}: profile {name!r}: {overlay_file} not found")
+    if section not in overlay or not isinstance(overlay[section], dict):
+        raise ParamsError(f"{overlay_file}: no '{section}:' section (write '{section}: {{}}' when the "
+                          f"profile changes nothing there; DVC tracks it as a parameter)")
+    try:
+        merge_overrides(params, overlay[section], section)
+    except ParamsError as exc:
+        raise ParamsError(f"{overlay_file}: {exc}") from None
+    return params
 
 
 def require(section: dict[str, Any], *keys: str, where: str = "params") -> None:

@@ -1,7 +1,7 @@
 """Evaluation of every model of the thesis' Table 4.1 on the test split.
 
 Models: ``bicubic`` (built, no weights), ``srresnet`` and ``method1`` (``models/train/<name>.pt``),
-``method2`` (``models/gan/method2.pt``). Each is run on the test split's LR faces and scored with
+``method2`` (``models/gan/method2.pt``), and any other train variant (``models/train/<variant>.pt``). Each is run on the test split's LR faces and scored with
 `facesr.metrics.compute_metrics` against the HR faces: the thesis protocol (RGB PSNR/SSIM, LPIPS
 alex), the literature protocol (Y channel, 8-pixel crop), PSNR per face region from the HR parsing
 maps, and, for models with a prior branch, the mean IoU of their predicted parsing maps.
@@ -46,19 +46,23 @@ class EvalResult:
 
 
 def model_paths(models_dir: str | Path, gan_dir: str | Path, names: Sequence[str] = TABLE_MODELS) -> dict:
-    """Where each table model's generator file lives (None for bicubic, which has no weights)."""
+    """Where each model's generator file lives (None for bicubic, which has no weights).
+
+    Beyond the table's four, any other name is a train variant exported to ``<models_dir>/<name>.pt``
+    (the ablations and the equal-wall-clock baseline of profiles/mini-cpu.yaml).
+    """
     known = {
         "bicubic": None,
         "srresnet": Path(models_dir) / "srresnet.pt",
         "method1": Path(models_dir) / "method1.pt",
         "method2": Path(gan_dir) / "method2.pt",
     }
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise EvaluationError(
-            f"evaluate.models: unknown model(s) {', '.join(unknown)}; valid: {', '.join(known)}"
-        )
-    return {n: known[n] for n in names}
+    bad = [n for n in names if not isinstance(n, str) or not n.replace("_", "").replace("-", "").isalnum()]
+    if bad:
+        raise EvaluationError(f"evaluate.models: {', '.join(map(repr, bad))} is not a model or variant name")
+    if len(set(names)) != len(names):
+        raise EvaluationError(f"evaluate.models: a model is listed twice in {list(names)}")
+    return {n: known[n] if n in known else Path(models_dir) / f"{n}.pt" for n in names}
 
 
 def load_table_model(name: str, path: Path | None, device: str):

@@ -1,6 +1,7 @@
 """The `pipeline` flow: run `dvc repro` (DVC decides which stages are stale), now or on a schedule.
 
     python -m flows.pipeline run  [--target report] [--force]      # one repro, as a flow run
+    python -m flows.pipeline run --profile mini-cpu                 # = dvc exp run -S profile=mini-cpu
     python -m flows.pipeline serve --cron "0 3 * * *"               # deployment pipeline/nightly
 
 Each stage's command is itself a flow (``python -m flows.<stage>``), so with a Prefect server set
@@ -42,8 +43,10 @@ def dvc_executable() -> str:
     return found
 
 
-def repro_command(target: str | None = None, force: bool = False) -> list[str]:
-    cmd = [dvc_executable(), "repro"]
+def repro_command(target: str | None = None, force: bool = False, profile: str | None = None) -> list[str]:
+    """`dvc repro`, or with a profile `dvc exp run -S profile=<name>` (a DVC experiment, see
+    `dvc exp show`; the workspace keeps its results and params.yaml the profile key)."""
+    cmd = [dvc_executable(), "repro"] if profile is None else [dvc_executable(), "exp", "run", "-S", f"profile={profile}"]
     if force:
         cmd.append("--force")
     if target:
@@ -67,7 +70,7 @@ def stage_api_url() -> str | None:
 
 
 @task(name="run-dvc-repro", cache_policy=NO_CACHE)
-def run_dvc_repro(repo: str, target: str | None = None, force: bool = False) -> list[str]:
+def run_dvc_repro(repo: str, target: str | None = None, force: bool = False, profile: str | None = None) -> list[str]:
     """Stream `dvc repro` into the flow's log; return the names of the stages it ran."""
     logger = get_run_logger()
     env = dict(os.environ)
@@ -76,7 +79,7 @@ def run_dvc_repro(repo: str, target: str | None = None, force: bool = False) -> 
     shared = stage_api_url()
     if shared:
         env["PREFECT_API_URL"] = shared
-    cmd = repro_command(target, force)
+    cmd = repro_command(target, force, profile)
     logger.info("%s (in %s)", " ".join(cmd), repo)
     ran: list[str] = []
     tail: list[str] = []
@@ -97,8 +100,9 @@ def run_dvc_repro(repo: str, target: str | None = None, force: bool = False) -> 
 
 
 @flow(name="pipeline", log_prints=False)
-def pipeline_flow(repo: str = str(REPO), target: str | None = None, force: bool = False) -> list[str]:
-    return run_dvc_repro(repo, target, force)
+def pipeline_flow(repo: str = str(REPO), target: str | None = None, force: bool = False,
+                  profile: str | None = None) -> list[str]:
+    return run_dvc_repro(repo, target, force, profile)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--repo", default=str(REPO))
     run.add_argument("--target", default=None, help="a dvc.yaml stage to reproduce up to (default: all)")
     run.add_argument("--force", action="store_true", help="rerun stages even when up to date")
+    run.add_argument("--profile", default=None,
+                     help="run as `dvc exp run -S profile=<name>` (profiles/<name>.yaml over params.yaml)")
     serve = sub.add_parser("serve", help="serve the deployment pipeline/<name> on a cron schedule")
     serve.add_argument("--cron", default=DEFAULT_CRON, help=f"cron schedule (default {DEFAULT_CRON!r})")
     serve.add_argument("--name", default=DEPLOYMENT, help=f"deployment name (default {DEPLOYMENT!r})")
@@ -119,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         try:
-            pipeline_flow(repo=args.repo, target=args.target, force=args.force)
+            pipeline_flow(repo=args.repo, target=args.target, force=args.force, profile=args.profile)
         except PipelineError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -1,7 +1,11 @@
-"""Apply a profile (an override set) to params.yaml, keeping its comments and every other key.
+"""Bake a profile (an override set) into params.yaml, keeping its comments and every other key.
 
-    python -m flows.profile profiles/mini.yaml            # then: dvc repro  (or make mini)
     python -m flows.profile profiles/thesis.yaml --params params.yaml --dry-run
+    python -m flows.profile profiles/thesis.yaml          # then edit params.yaml and dvc repro
+
+To *select* a profile, no baking is needed: `dvc exp run -S profile=mini-cpu` (or `profile:` in
+params.yaml) makes every stage merge profiles/<name>.yaml over its section (facesr.config). Baking
+is for starting a new params.yaml from a profile.
 
 A profile holds only the keys that differ from the demo defaults, nested like params.yaml; mappings
 merge key by key, anything else (lists, numbers, strings) replaces the value. Keys a profile names
@@ -18,10 +22,11 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+
+from facesr.config import ParamsError, merge_overrides
 
 
-class ProfileError(ValueError):
+class ProfileError(ParamsError):
     """The profile or params file is unreadable, or names a key params.yaml lacks."""
 
 
@@ -32,18 +37,6 @@ def _yaml():
     y.preserve_quotes = True
     y.width = 4096
     return y
-
-
-def merge(target: Any, overrides: Mapping[str, Any], where: str, changes: list[str]) -> None:
-    for key, value in overrides.items():
-        path = f"{where}.{key}" if where else str(key)
-        if key not in target:
-            raise ProfileError(f"{path}: not a key of params.yaml (renamed or misspelt?)")
-        if isinstance(value, Mapping) and isinstance(target[key], Mapping):
-            merge(target[key], value, path, changes)
-        elif target[key] != value:
-            changes.append(f"{path}: {target[key]!r} -> {value!r}")
-            target[key] = value
 
 
 def apply_profile(profile: str | Path, params: str | Path = "params.yaml", *, dry_run: bool = False) -> list[str]:
@@ -60,10 +53,9 @@ def apply_profile(profile: str | Path, params: str | Path = "params.yaml", *, dr
         raise ProfileError(f"{profile} or {params}: not valid YAML ({exc})") from exc
     if not isinstance(overrides, Mapping) or not isinstance(data, Mapping):
         raise ProfileError(f"{profile}: expected a mapping of params.yaml sections")
-    changes: list[str] = []
     try:
-        merge(data, overrides, "", changes)
-    except ProfileError as exc:
+        changes = merge_overrides(data, overrides)
+    except ParamsError as exc:
         raise ProfileError(f"{profile}: {exc}") from None
     if not dry_run:
         buf = io.StringIO()

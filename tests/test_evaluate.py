@@ -134,12 +134,31 @@ def test_unknown_model_and_smoke_test(evaluated, tmp_path):
     from stages.evaluate import run
 
     root, data, _ = evaluated
-    with pytest.raises(EvaluationError, match="unknown model"):
+    with pytest.raises(EvaluationError, match=r"esrgan\.pt: generator file for 'esrgan' not found"):
         run(eval_params(models=["bicubic", "esrgan"]), data=data, models=root / "models", gan=root / "gan",
+            out=tmp_path / "e.json", per_image=tmp_path / "p.csv", images=tmp_path / "img")
+    with pytest.raises(EvaluationError, match=r"'\.\./x' is not a model or variant name"):
+        run(eval_params(models=["bicubic", "../x"]), data=data, models=root / "models", gan=root / "gan",
             out=tmp_path / "e.json", per_image=tmp_path / "p.csv", images=tmp_path / "img")
     run(eval_params(models=["bicubic"], max_images=0), data=data, models=root / "models", gan=root / "gan",
         out=tmp_path / "e.json", per_image=tmp_path / "p.csv", images=tmp_path / "img", smoke_test=True)
     assert json.loads((tmp_path / "e.json").read_text())["bicubic"]["n_images"] == 4
+
+
+def test_an_extra_train_variant_is_scored_from_its_own_file(evaluated, tmp_path):
+    import shutil
+
+    from stages.evaluate import run
+
+    root, data, _ = evaluated
+    models = tmp_path / "models"
+    shutil.copytree(root / "models", models)
+    shutil.copy2(models / "method1.pt", models / "method1_noattn.pt")
+    run(eval_params(models=["method1", "method1_noattn"], max_images=2), data=data, models=models,
+        gan=root / "gan", out=tmp_path / "e.json", per_image=tmp_path / "p.csv", images=tmp_path / "img")
+    scores = json.loads((tmp_path / "e.json").read_text())
+    assert scores["method1_noattn"]["psnr"] == scores["method1"]["psnr"]  # the same weights
+    assert (tmp_path / "img" / "method1_noattn").is_dir()
 
 
 def test_cli_reports_bad_params(tmp_path, capsys):

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.slow  # ~4-6 min on 2 cores: the whole pipeline, a Prefect server, a deployment
 
@@ -41,6 +42,10 @@ def copy_repo(dest: Path) -> Path:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    # `dvc exp run` needs a baseline commit
+    git = ["git", "-c", "user.name=facesr-test", "-c", "user.email=test@facesr.invalid"]
+    subprocess.run(["git", "add", "-A"], cwd=dest, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "copy"], cwd=dest, check=True)
     return dest
 
 
@@ -100,11 +105,12 @@ def server(env, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def repo(env, server, tmp_path_factory):
-    """The tiny profile reproduced once, through the pipeline flow, with every stage on the server."""
+    """The tiny profile reproduced once as one DVC experiment (`dvc exp run -S profile=tiny`) through
+    the pipeline flow, with every stage on the server."""
     repo = copy_repo(tmp_path_factory.mktemp("repo"))
-    subprocess.run([sys.executable, "-m", "flows.profile", "profiles/tiny.yaml"], cwd=repo, env=env, check=True)
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "flows.pipeline", "run", "--repo", str(repo)], cwd=repo,
+    proc = subprocess.run([sys.executable, "-m", "flows.pipeline", "run", "--profile", "tiny", "--repo", str(repo)],
+                          cwd=repo,
                           env=env | {"PREFECT_API_URL": server}, capture_output=True, text=True, timeout=900)
     elapsed = time.monotonic() - t0
     assert proc.returncode == 0, f"pipeline failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
@@ -168,10 +174,21 @@ def test_second_repro_does_nothing_fast(repo, env):
     assert elapsed < 10, f"no-op repro took {elapsed:.1f} s"
 
 
-def test_train_gan_param_reruns_only_its_downstream(repo, env, tmp_path):
-    change = tmp_path / "lr_g.yaml"
-    change.write_text("train_gan:\n  loop:\n    lr_g: 5.0e-5\n")
-    subprocess.run([sys.executable, "-m", "flows.profile", str(change)], cwd=repo, env=env, check=True)
+def test_the_experiment_is_recorded_with_its_profile(repo, env):
+    proc = subprocess.run([str(BIN / "dvc"), "exp", "show", "--json"], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert '"profile": "tiny"' in proc.stdout.replace("'", '"')
+    assert "profile: tiny" in (repo / "params.yaml").read_text()
+
+
+@pytest.mark.parametrize("where", ["params.yaml", "profiles/tiny.yaml"])
+def test_train_gan_param_reruns_only_its_downstream(repo, env, where):
+    # a train_gan key changed in params.yaml, then in the selected profile (tracked by dvc.yaml too)
+    path = repo / where
+    data = yaml.safe_load(path.read_text())
+    data["train_gan"].setdefault("loop", {})["lr_g"] = 5.0e-5 if where == "params.yaml" else 7.0e-5
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
     proc = subprocess.run([str(BIN / "dvc"), "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert ran_stages(proc.stdout) == ["train_gan", "evaluate", "report"]

@@ -104,6 +104,38 @@ def table_rows(
     return header, rows, marks
 
 
+def ablation_rows(
+    summary: Mapping[str, Mapping[str, float]], train_seconds: Mapping[str, float], reference: str = "method1"
+) -> tuple[list[str], list[list[str]]]:
+    """Models beyond Table 4.1 (ablations, the equal-wall-clock baseline) against `reference`."""
+    extras = [m for m in summary if m not in THESIS_TABLE]
+    if not extras or reference not in summary:
+        return [], []
+    ref = summary[reference]
+    header = ["Model", "PSNR", "SSIM", "LPIPS", f"ΔPSNR vs {reference}", f"ΔSSIM vs {reference}", "training min"]
+    rows = []
+    for m in [reference, *extras]:
+        s = summary[m]
+        minutes = train_seconds.get(m)
+        rows.append([m, _fmt("psnr", s.get("psnr")), _fmt("ssim", s.get("ssim")), _fmt("lpips", s.get("lpips")),
+                     "-" if m == reference else f"{s['psnr'] - ref['psnr']:+.2f}",
+                     "-" if m == reference else f"{s['ssim'] - ref['ssim']:+.4f}",
+                     "-" if minutes is None else f"{minutes / 60:.1f}"])
+    return header, rows
+
+
+def train_seconds(curve_dirs: Mapping[str, str | Path]) -> dict[str, float]:
+    """Each curve CSV's last `train_s` (seconds in training steps), keyed by its file stem."""
+    out: dict[str, float] = {}
+    for folder in curve_dirs.values():
+        for csv_path in sorted(Path(folder).glob("*.csv")) if Path(folder).is_dir() else []:
+            _, cols = figures.read_curve(csv_path)
+            values = cols.get("train_s")
+            if values is not None and np.isfinite(values).any():
+                out[csv_path.stem] = float(values[np.isfinite(values)][-1])
+    return out
+
+
 def extra_rows(summary: Mapping[str, Mapping[str, float]]) -> tuple[list[str], list[list[str]]]:
     """Per-region PSNR and parsing mIoU: every metric beyond the headline ones."""
     keys: list[str] = []
@@ -164,7 +196,8 @@ def build_report(
     load = _Images(images)
     img_dir = out / "img"
     img_dir.mkdir(parents=True, exist_ok=True)
-    models = list(summary)
+    # figures show the table's models; ablations and other extra trials get their own table
+    models = [m for m in summary if m in THESIS_TABLE] or list(summary)
     per_face = {(r["id"], r["model"]): r for r in rows}
     ids = sorted({r["id"] for r in rows}, key=[r["id"] for r in rows].index)
     titles = {(f, m): f"{r['psnr']:.2f} dB" for (f, m), r in per_face.items()}
@@ -252,8 +285,9 @@ def build_report(
         )
     )
 
-    header, cells, marks = table_rows(summary)
+    header, cells, marks = table_rows({m: summary[m] for m in models})
     x_header, x_cells = extra_rows(summary)
+    ablation = ablation_rows(summary, train_seconds(curve_dirs))
     n_images = max(int(s.get("n_images", 0)) for s in summary.values())
     intro = (
         f"{n_images} test faces. PSNR/SSIM/LPIPS in the thesis protocol (RGB, no crop; SSIM gaussian "
@@ -262,12 +296,12 @@ def build_report(
     )
     literature = [[k, f"{v[0]:.2f}", f"{v[1]:.4f}"] for k, v in LITERATURE.items()]
     (out / "index.html").write_text(
-        _html(title, intro, header, cells, marks, x_header, x_cells, literature, sections)
+        _html(title, intro, header, cells, marks, x_header, x_cells, literature, sections, ablation)
     )
     (out / "report.md").write_text(
-        _markdown(title, intro, header, cells, marks, x_header, x_cells, literature, sections)
+        _markdown(title, intro, header, cells, marks, x_header, x_cells, literature, sections, ablation)
     )
-    return {"models": models, "faces": n_images, "figures": sorted(p.name for p in img_dir.glob("*.png"))}
+    return {"models": list(summary), "faces": n_images, "figures": sorted(p.name for p in img_dir.glob("*.png"))}
 
 
 def _md_table(header: list[str], rows: list[list[str]], marks: list[list[bool]] | None = None) -> str:
@@ -278,7 +312,12 @@ def _md_table(header: list[str], rows: list[list[str]], marks: list[list[bool]] 
     return "\n".join(lines)
 
 
-def _markdown(title, intro, header, cells, marks, x_header, x_cells, literature, sections) -> str:
+ABLATION_TEXT = ("Every other trained variant on the same test faces, beside Method 1: ablations (a part of "
+                 "Method 1 removed or changed) and baselines trained for another budget. Training minutes "
+                 "are the time spent in training steps (validation excluded) on the machine that ran them.")
+
+
+def _markdown(title, intro, header, cells, marks, x_header, x_cells, literature, sections, ablation=([], [])) -> str:
     parts = [
         f"# {title}",
         "",
@@ -289,6 +328,8 @@ def _markdown(title, intro, header, cells, marks, x_header, x_cells, literature,
         _md_table(header, cells, marks),
         "",
     ]
+    if ablation[0]:
+        parts += ["## Ablations and extra trials", "", ABLATION_TEXT, "", _md_table(*ablation), ""]
     if len(x_header) > 1:
         parts += ["## Per-region PSNR and parsing mIoU", "", _md_table(x_header, x_cells), ""]
     parts += [
@@ -315,7 +356,7 @@ def _html_table(header, rows, marks=None, css="") -> str:
     return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def _html(title, intro, header, cells, marks, x_header, x_cells, literature, sections) -> str:
+def _html(title, intro, header, cells, marks, x_header, x_cells, literature, sections, ablation=([], [])) -> str:
     e = html.escape
     parts = [
         "<!doctype html>",
@@ -330,6 +371,9 @@ def _html(title, intro, header, cells, marks, x_header, x_cells, literature, sec
         f'<p class="note">{e(intro)}</p>',
         _html_table(header, cells, marks, "main"),
     ]
+    if ablation[0]:
+        parts += ["<h2>Ablations and extra trials</h2>", f'<p class="note">{e(ABLATION_TEXT)}</p>',
+                  _html_table(*ablation)]
     if len(x_header) > 1:
         parts += ["<h2>Per-region PSNR and parsing mIoU</h2>", _html_table(x_header, x_cells)]
     parts += [

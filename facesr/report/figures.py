@@ -123,7 +123,7 @@ def curves_figure(path: Path, title: str, x_name: str, cols: Mapping[str, np.nda
     """Each numeric column of a curve CSV against its step column, one small panel per column."""
     from matplotlib.figure import Figure
 
-    series = [h for h in cols if h != x_name and h not in ("time", "wall_time", "timestamp", "epoch")]
+    series = [h for h in cols if h != x_name and h not in ("time", "wall_time", "timestamp", "epoch", "train_s")]
     if not series:
         return None
     x = cols[x_name] if x_name else np.arange(len(next(iter(cols.values()))))

@@ -29,17 +29,17 @@ SECTION_KEYS = ("variants", "search", "select", "loop", "resources", "max_failur
 def build_trials(section: dict[str, Any], *, where: str, smoke_test: bool) -> list[dict[str, Any]]:
     require(section, *SECTION_KEYS, where=where)
     base = dict(section["loop"])
-    if smoke_test:
-        unknown = sorted(set(section["smoke_test"]) - set(base))
-        if unknown:
-            raise ParamsError(f"{where}.smoke_test: {', '.join(unknown)} not in {where}.loop")
-        base.update(section["smoke_test"])
+    smoke = dict(section["smoke_test"]) if smoke_test else {}
+    unknown = sorted(set(smoke) - set(base))
+    if unknown:
+        raise ParamsError(f"{where}.smoke_test: {', '.join(unknown)} not in {where}.loop")
     variants = section["variants"]
     if not isinstance(variants, dict) or not variants:
         raise ParamsError(f"{where}.variants: expected a mapping of variant name -> settings")
     for name, spec in variants.items():
         require(spec, "registered_name", where=f"{where}.variants.{name}")
-    return [trial_params(base, name, spec, point)
+    # the smoke-test sizes win over a variant's own loop overrides (its longer equal-wall-clock steps)
+    return [trial_params(base, name, spec, point) | smoke
             for name, spec in variants.items() for point in expand_grid(section["search"])]
 
 
@@ -92,12 +92,13 @@ def run_stage(section: dict[str, Any], *, stage: str, loop: str, data: str | Pat
             name = section["variants"][variant]["registered_name"]
             version = log_generator(uri, s["mlflow_run_id"], models / f"{variant}.pt", name)
             summary["variants"][variant] = {"trial": s["name"], "metrics": s["metrics"], "step": s["step"],
+                                            "train_s": s["train_s"],
                                             "model": str(models / f"{variant}.pt"),
                                             "registered_model": f"models:/{name}/{version}",
                                             "lpips_skipped": s["lpips_skipped"]}
             mlflow.log_metrics({f"{variant}.{k}": float(v) for k, v in s["metrics"].items()})
         for s in summaries:
-            summary["trials"].append({k: s.get(k) for k in ("name", "variant", "metrics", "error", "mlflow_run_id", "node_id")})
+            summary["trials"].append({k: s.get(k) for k in ("name", "variant", "metrics", "error", "mlflow_run_id", "node_id", "train_s")})
             if s.get("files"):
                 shutil.rmtree(s["files"], ignore_errors=True)
         metrics.parent.mkdir(parents=True, exist_ok=True)

@@ -292,6 +292,8 @@ def train_content(params: dict[str, Any], *, data_root: str | Path, workdir: str
     model.train()
     bar = _progress(steps, step, f"train {params['variant']}")
     started = time.perf_counter()
+    train_s = resumed_train_s(history)
+    tick = started
     for batch in loader:
         step += 1
         if params["hflip"]:
@@ -309,11 +311,13 @@ def train_content(params: dict[str, Any], *, data_root: str | Path, workdir: str
         optimizer.step()
         scheduler.step()
         bar.update(1)
+        train_s += time.perf_counter() - tick
 
         if step % int(params["log_every"]) == 0 or step == steps:
             row = {"step": step, "loss": float(loss.detach()), **parts,
                    "train_psnr": _batch_psnr(sr_of(out), batch["hr"]), "lr": scheduler.get_last_lr()[0],
-                   "images_per_s": step_rate(started, step - (sampler.start), int(params["batch_size"]))}
+                   "images_per_s": step_rate(started, step - (sampler.start), int(params["batch_size"])),
+                   "train_s": train_s}
             history.append(row)
             emit("train", step, row)
         if step % int(params["val_every"]) == 0 or step == steps:
@@ -324,13 +328,21 @@ def train_content(params: dict[str, Any], *, data_root: str | Path, workdir: str
         if step % int(params["ckpt_every"]) == 0 or step == steps:
             checkpoint()
         _maybe_fault(workdir, step)
+        tick = time.perf_counter()
     bar.close()
 
     final = last_val(history)
     generator = save_generator(workdir / "generator.pt", model.cpu() if device.type != "cpu" else model,
                                params=params, metrics=final, extra={"step": step})
     return {"step": step, "resumed_from": sampler.start, "metrics": final, "generator": str(generator),
-            "curves": str(workdir / "curves.csv"), "lpips_skipped": validator.lpips_error}
+            "curves": str(workdir / "curves.csv"), "lpips_skipped": validator.lpips_error,
+            "train_s": resumed_train_s(history)}
+
+
+def resumed_train_s(history: list[dict[str, float]]) -> float:
+    """Seconds spent in training steps so far (data loading included; validation and checkpoints
+    not), carried in the history so that a resumed run keeps counting: the equal-wall-clock axis."""
+    return next((float(r["train_s"]) for r in reversed(history) if "train_s" in r), 0.0)
 
 
 def step_rate(started: float, steps_done: int, batch_size: int) -> float:
@@ -419,6 +431,8 @@ def train_gan(params: dict[str, Any], *, data_root: str | Path, init: str | Path
     disc.train()
     bar = _progress(steps, step, "train_gan")
     started = time.perf_counter()
+    train_s = resumed_train_s(history)
+    tick = started
     for batch in loader:
         step += 1
         if params["hflip"]:
@@ -447,13 +461,15 @@ def train_gan(params: dict[str, Any], *, data_root: str | Path, init: str | Path
         sched_g.step()
         sched_d.step()
         bar.update(1)
+        train_s += time.perf_counter() - tick
 
         if step % int(params["log_every"]) == 0 or step == steps:
             row = {"step": step, "loss": float(g_loss.detach()), "loss_d": float(d_loss.detach()),
                    "loss_content": float(l_content.detach()), "loss_vgg": float(l_vgg.detach()),
                    "loss_adv": float(l_adv.detach()), **parts,
                    "train_psnr": _batch_psnr(sr, batch["hr"]), "lr": sched_g.get_last_lr()[0],
-                   "images_per_s": step_rate(started, step - sampler.start, int(params["batch_size"]))}
+                   "images_per_s": step_rate(started, step - sampler.start, int(params["batch_size"])),
+                   "train_s": train_s}
             history.append(row)
             emit("train", step, row)
         if step % int(params["val_every"]) == 0 or step == steps:
@@ -464,6 +480,7 @@ def train_gan(params: dict[str, Any], *, data_root: str | Path, init: str | Path
         if step % int(params["ckpt_every"]) == 0 or step == steps:
             checkpoint()
         _maybe_fault(workdir, step)
+        tick = time.perf_counter()
     bar.close()
 
     final = last_val(history)
@@ -475,4 +492,5 @@ def train_gan(params: dict[str, Any], *, data_root: str | Path, init: str | Path
     generator = save_generator(workdir / "generator.pt", gen_cpu, params=params, metrics=final,
                                extra={"step": step, "init": str(init)})
     return {"step": step, "resumed_from": sampler.start, "metrics": final, "generator": str(generator),
-            "curves": str(workdir / "curves.csv"), "lpips_skipped": validator.lpips_error}
+            "curves": str(workdir / "curves.csv"), "lpips_skipped": validator.lpips_error,
+            "train_s": resumed_train_s(history)}

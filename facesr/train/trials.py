@@ -41,12 +41,17 @@ def expand_grid(search: dict[str, list]) -> list[dict[str, Any]]:
 
 
 def trial_params(base: dict[str, Any], variant: str, variant_spec: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
-    """One trial's full params: the stage's loop settings, the variant's model, the grid point."""
-    unknown = sorted(set(point) - set(base))
-    if unknown:
-        raise ParamsError(f"params search: {', '.join(unknown)} not a training setting "
-                          f"(valid: {', '.join(sorted(base))})")
-    params = {**base, **point, "variant": variant}
+    """One trial's full params: the stage's loop settings, the variant's own `loop` overrides (e.g.
+    more steps for an equal-wall-clock baseline), the variant's model, the grid point."""
+    overrides = variant_spec.get("loop", {})
+    for where, keys in ((f"variants.{variant}.loop", overrides), ("search", point)):
+        if not isinstance(keys, dict):
+            raise ParamsError(f"params {where}: expected a mapping of training settings")
+        unknown = sorted(set(keys) - set(base))
+        if unknown:
+            raise ParamsError(f"params {where}: {', '.join(unknown)} not a training setting "
+                              f"(valid: {', '.join(sorted(base))})")
+    params = {**base, **overrides, **point, "variant": variant}
     if "model" in variant_spec:
         params["model"] = variant_spec["model"]
         params["model_args"] = dict(variant_spec["model_args"])
@@ -116,6 +121,7 @@ def _trainable(config: dict[str, Any]) -> None:
         (Path(d) / "trial.json").write_text(json.dumps({
             "name": trial_name(params), "mlflow_run_id": tracker.run_id, "params": params,
             "metrics": result["metrics"], "step": result["step"], "lpips_skipped": result["lpips_skipped"],
+            "train_s": round(result["train_s"], 1),
             # Tune's node_ip is the same for every node of a one-host cluster; the node id is not.
             "node_id": ray.get_runtime_context().get_node_id()}))
         tune.report({"step": result["step"], **latest, **result["metrics"], "done": 1},

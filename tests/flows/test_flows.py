@@ -36,7 +36,8 @@ def test_dvc_yaml_commands_are_the_flows():
     assert list(stages) == STAGES
     for name, stage in stages.items():
         assert stage["cmd"].startswith(f"python -m flows.{name} --params params.yaml"), name
-        assert stage["params"] == [name]
+        # its own section, and the same section of the selected profile (facesr.config)
+        assert stage["params"] == ["profile", name, {"profiles/${profile}.yaml": [name]}]
         # Each stage's flags parse with its own parser (paths live only in dvc.yaml).
         argv = stage["cmd"].split()[3:]
         importlib.import_module(f"stages.{name}").build_parser().parse_args(argv)
@@ -106,6 +107,8 @@ def test_pipeline_command_line():
     assert args.cron == DEFAULT_CRON and args.name == "nightly"
     cmd = repro_command("evaluate", force=True)
     assert cmd[1:] == ["repro", "--force", "evaluate"] and Path(cmd[0]).name == "dvc"
+    assert repro_command(profile="mini-cpu")[1:] == ["exp", "run", "-S", "profile=mini-cpu"]
+    assert build_parser().parse_args(["run", "--profile", "mini"]).profile == "mini"
 
 
 def test_profile_merges_keeps_comments_and_rejects_unknown_keys(tmp_path):
@@ -124,7 +127,7 @@ def test_profile_merges_keeps_comments_and_rejects_unknown_keys(tmp_path):
     assert "steps: 5" in params.read_text()
 
 
-@pytest.mark.parametrize("profile", ["tiny", "mini", "thesis"])
+@pytest.mark.parametrize("profile", ["tiny", "mini", "mini-cpu", "thesis"])
 def test_shipped_profiles_apply_to_params_yaml(profile, tmp_path):
     from flows.profile import apply_profile
 

@@ -43,6 +43,8 @@ def test_train_stage_2_variants_x_2_seeds_with_a_retry_each(prepared_small, tmp_
     assert sorted(p.name for p in (out / "curves").iterdir()) == ["method1.csv", "srresnet.csv"]
     written = json.loads((out / "train.json").read_text())
     assert written["variants"]["method1"]["step"] == 4 and len(written["trials"]) == 4
+    # training seconds survive the retry (carried in the checkpoint's history): the equal-wall-clock axis
+    assert all(t["train_s"] > 0 for t in written["trials"])
     assert all(t["error"] is None for t in written["trials"])
     assert all(len(list(d.glob(".fault_fired_3"))) == 1 for d in (tmp_path / "runs").glob("*-*") if d.is_dir()
                and d.name != "ray")
