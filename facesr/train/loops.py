@@ -219,6 +219,22 @@ class Validator:
 
 # ----------------------------------------------------------------------------------------- losses
 
+def _training_data(params: dict[str, Any], data_root: Path, device: torch.device, *, start: int):
+    """The train loader from step `start` (deterministic in the seed), the flip permutation of the
+    parsing channels, and the validator over the first `val_faces` val faces."""
+    from facesr.data import FaceSRDataset
+
+    train_set = FaceSRDataset(data_root, "train", hflip=False)
+    sampler = StepBatchSampler(len(train_set), int(params["batch_size"]), int(params["seed"]), int(params["steps"]),
+                               start=start, where=f"{data_root}/train")
+    loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=int(params["num_workers"]),
+                                         pin_memory=device.type == "cuda")
+    perm = flip_permutation(read_parts(data_root))
+    validator = Validator(data_root, faces=int(params["val_faces"]), sample_faces=int(params["sample_faces"]),
+                          use_lpips=bool(params["val_lpips"]), device=device, batch_size=int(params["batch_size"]))
+    return loader, sampler, perm, validator
+
+
 def content_losses(loss_fn: nn.Module, out, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
     """Total content loss and its named parts (floats, for the curves)."""
     total, parts = loss_fn(out, batch["hr"], batch["parsing"])
@@ -240,7 +256,6 @@ def train_content(params: dict[str, Any], *, data_root: str | Path, workdir: str
     `params` is the trial config (see docs/training.md); `workdir` holds last.pt, curves.csv,
     samples/ and generator.pt, and is where a rerun resumes from.
     """
-    from facesr.data import FaceSRDataset
     from facesr.losses import ContentLoss
     from facesr.models import build_model, save_generator, sr_of
 
@@ -280,14 +295,7 @@ def train_content(params: dict[str, Any], *, data_root: str | Path, workdir: str
         write_curves(workdir / "curves.csv", history)
         emit("checkpoint", step, path)
 
-    train_set = FaceSRDataset(data_root, "train", hflip=False)
-    sampler = StepBatchSampler(len(train_set), int(params["batch_size"]), seed, steps, start=step,
-                               where=f"{data_root}/train")
-    loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=int(params["num_workers"]),
-                                         pin_memory=device.type == "cuda")
-    perm = flip_permutation(read_parts(data_root))
-    validator = Validator(data_root, faces=int(params["val_faces"]), sample_faces=int(params["sample_faces"]),
-                          use_lpips=bool(params["val_lpips"]), device=device, batch_size=int(params["batch_size"]))
+    loader, sampler, perm, validator = _training_data(params, data_root, device, start=step)
 
     model.train()
     bar = _progress(steps, step, f"train {params['variant']}")
@@ -366,7 +374,6 @@ def train_gan(params: dict[str, Any], *, data_root: str | Path, init: str | Path
     G minimises ``alpha*L_content + beta*L_vgg + gamma*L_adv``; D the BCE of real vs fake logits.
     Both use RMSProp.
     """
-    from facesr.data import FaceSRDataset
     from facesr.losses import ContentLoss, PerceptualLoss, discriminator_loss, generator_adversarial_loss
     from facesr.models import build_model, load_generator, save_generator, sr_of
 
@@ -418,14 +425,7 @@ def train_gan(params: dict[str, Any], *, data_root: str | Path, init: str | Path
         write_curves(workdir / "curves.csv", history)
         emit("checkpoint", step, path)
 
-    train_set = FaceSRDataset(data_root, "train", hflip=False)
-    sampler = StepBatchSampler(len(train_set), int(params["batch_size"]), seed, steps, start=step,
-                               where=f"{data_root}/train")
-    loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=int(params["num_workers"]),
-                                         pin_memory=device.type == "cuda")
-    perm = flip_permutation(read_parts(data_root))
-    validator = Validator(data_root, faces=int(params["val_faces"]), sample_faces=int(params["sample_faces"]),
-                          use_lpips=bool(params["val_lpips"]), device=device, batch_size=int(params["batch_size"]))
+    loader, sampler, perm, validator = _training_data(params, data_root, device, start=step)
 
     gen.train()
     disc.train()
