@@ -1,5 +1,6 @@
 """Metrics of SPEC.md: PSNR/SSIM under the thesis (RGB) and literature (Y, crop 8) protocols, LPIPS,
-PSNR per face region, mean IoU of parsing maps; ``score.py`` is the ``facesr score`` command.
+PSNR per face region, mean IoU of parsing maps, and the sharpness ratio (high-frequency energy of
+SR over HR, to tell the GAN's detail from the MSE models' blur); ``score.py`` is the ``facesr score`` command.
 
 Inputs are float [0, 1] ``(B, 3, H, W)`` and are quantised to uint8 first, as saved images would be.
 Torch is imported on first use so that ``facesr --help`` stays fast.
@@ -9,12 +10,12 @@ from __future__ import annotations
 
 __all__ = [
     "LPIPS", "MetricsError", "PARTS", "REGIONS", "compute_metrics", "finite_mean", "parsing_iou", "psnr",
-    "quantize", "region_psnr", "rgb_to_y", "ssim",
+    "quantize", "region_psnr", "rgb_to_y", "sharpness", "ssim",
 ]
 
 _WHERE = {
     "psnr": "quality", "ssim": "quality", "quantize": "quality", "rgb_to_y": "quality",
-    "MetricsError": "quality", "finite_mean": "quality",
+    "MetricsError": "quality", "finite_mean": "quality", "sharpness": "quality",
     "LPIPS": "perceptual",
     "region_psnr": "regions", "parsing_iou": "regions", "PARTS": "regions", "REGIONS": "regions",
 }
@@ -33,14 +34,14 @@ def __getattr__(name: str):
 def compute_metrics(sr, hr, *, lpips=None, parsing=None, pred_parsing=None, parts=None) -> dict:
     """Every metric of one batch: ``{name: Tensor (B,)}`` (float64).
 
-    Keys: ``psnr ssim psnr_y ssim_y``; ``lpips`` when an :class:`LPIPS` (or any callable
+    Keys: ``psnr ssim psnr_y ssim_y sharpness``; ``lpips`` when an :class:`LPIPS` (or any callable
     ``(sr, hr) -> (B,)``) is given; ``psnr_<region>`` (eyes, brows, nose, mouth, skin; NaN where a face
     lacks the region) when the HR ``parsing`` maps are given, with ``parts`` naming their channels
     (default: SPEC.md's 11); ``parsing_miou`` when ``pred_parsing`` is given as well.
     """
     import torch
 
-    from facesr.metrics.quality import MetricsError, psnr, ssim
+    from facesr.metrics.quality import MetricsError, psnr, sharpness, ssim
     from facesr.metrics.regions import parsing_iou, region_psnr
 
     out = {
@@ -48,6 +49,7 @@ def compute_metrics(sr, hr, *, lpips=None, parsing=None, pred_parsing=None, part
         "ssim": ssim(sr, hr, "rgb"),
         "psnr_y": psnr(sr, hr, "y"),
         "ssim_y": ssim(sr, hr, "y"),
+        "sharpness": sharpness(sr, hr),
     }
     if lpips is not None:
         out["lpips"] = lpips(sr, hr).to("cpu").double()

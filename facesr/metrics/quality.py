@@ -85,6 +85,19 @@ def psnr(sr: torch.Tensor, hr: torch.Tensor, protocol: str = "rgb") -> torch.Ten
     return 10.0 * torch.log10(DATA_RANGE**2 / mse)
 
 
+def sharpness(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """High-frequency energy of SR relative to HR, per image (B,): mean squared 3x3 Laplacian of the
+    quantised BT.601 Y, SR over HR. 1 = as much fine detail as the HR face; an MSE-trained model's
+    smooth faces sit well below 1; above 1 means more high frequencies than the HR, i.e. noise or
+    ringing (LPIPS tells detail from noise). Not a fidelity metric: it says how sharp, not how right."""
+    check_pair(sr, hr, "sharpness")
+    lap = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64,
+                       device=sr.device).view(1, 1, 3, 3)
+    energy = [torch.nn.functional.conv2d(rgb_to_y(quantize(x)), lap).pow(2).flatten(1).mean(dim=1)
+              for x in (sr, hr)]
+    return energy[0] / energy[1].clamp_min(1e-12)
+
+
 def gaussian_kernel1d(sigma: float = SSIM_SIGMA, truncate: float = SSIM_TRUNCATE) -> torch.Tensor:
     """scipy.ndimage's gaussian taps: radius int(truncate * sigma + 0.5), normalised to sum 1."""
     radius = int(truncate * sigma + 0.5)

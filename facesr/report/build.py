@@ -137,7 +137,7 @@ def train_seconds(curve_dirs: Mapping[str, str | Path]) -> dict[str, float]:
 
 
 def extra_rows(summary: Mapping[str, Mapping[str, float]]) -> tuple[list[str], list[list[str]]]:
-    """Per-region PSNR and parsing mIoU: every metric beyond the headline ones."""
+    """Per-region PSNR, parsing mIoU and sharpness: every metric beyond the headline ones."""
     keys: list[str] = []
     for scores in summary.values():
         keys += [k for k in scores if k not in HEADLINE and k != "n_images" and k not in keys]
@@ -331,7 +331,7 @@ def _markdown(title, intro, header, cells, marks, x_header, x_cells, literature,
     if ablation[0]:
         parts += ["## Ablations and extra trials", "", ABLATION_TEXT, "", _md_table(*ablation), ""]
     if len(x_header) > 1:
-        parts += ["## Per-region PSNR and parsing mIoU", "", _md_table(x_header, x_cells), ""]
+        parts += ["## Per-region PSNR, parsing mIoU and sharpness", "", _md_table(x_header, x_cells), ""]
     parts += [
         "Literature (CelebA-HQ, RGB with an 8-pixel crop, other data and protocol):",
         "",
@@ -375,7 +375,7 @@ def _html(title, intro, header, cells, marks, x_header, x_cells, literature, sec
         parts += ["<h2>Ablations and extra trials</h2>", f'<p class="note">{e(ABLATION_TEXT)}</p>',
                   _html_table(*ablation)]
     if len(x_header) > 1:
-        parts += ["<h2>Per-region PSNR and parsing mIoU</h2>", _html_table(x_header, x_cells)]
+        parts += ["<h2>Per-region PSNR, parsing mIoU and sharpness</h2>", _html_table(x_header, x_cells)]
     parts += [
         '<p class="note">Literature (CelebA-HQ, RGB with an 8-pixel crop, other data and protocol):</p>',
         _html_table(["Method", "PSNR", "SSIM"], literature),

@@ -61,5 +61,5 @@ def test_vgg_lpips_is_a_different_metric(bicubic_faces):
 def test_compute_metrics_keys(lpips_alex, bicubic_faces):
     sr, hr = bicubic_faces
     out = compute_metrics(to_tensor(sr[:2]), to_tensor(hr[:2]), lpips=lpips_alex)
-    assert set(out) == {"psnr", "ssim", "psnr_y", "ssim_y", "lpips"}
+    assert set(out) == {"psnr", "ssim", "psnr_y", "ssim_y", "sharpness", "lpips"}
     assert all(v.shape == (2,) and v.dtype == torch.float64 for v in out.values())

@@ -86,3 +86,15 @@ def test_unknown_protocol_and_too_small_for_crop():
         psnr(x, x, "ycbcr")
     with pytest.raises(MetricsError, match="crop"):
         ssim(x, x, "y")
+
+
+def test_sharpness_orders_blur_hr_and_noise(bicubic_faces):
+    from facesr.metrics import sharpness
+
+    sr, hr = bicubic_faces
+    hr_t = to_tensor(hr[:3])
+    blurred = to_tensor(sr[:3])  # bicubic x8 of the LR: the blur an MSE model starts from
+    noisy = (hr_t + 0.05 * torch.randn(hr_t.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    assert torch.allclose(sharpness(hr_t, hr_t), torch.ones(3, dtype=torch.float64))
+    assert (sharpness(blurred, hr_t) < 0.5).all()
+    assert (sharpness(noisy, hr_t) > 1.5).all()
