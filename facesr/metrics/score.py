@@ -19,7 +19,7 @@ from pathlib import Path
 from facesr.fileio import atomic_write_text
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg"}
-COLUMNS = ["psnr", "ssim", "psnr_y", "ssim_y", "lpips"]
+COLUMNS = ["psnr", "ssim", "psnr_y", "ssim_y", "lpips", "sharpness"]
 MAX_LISTED = 10
 
 
