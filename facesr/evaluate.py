@@ -1,8 +1,8 @@
 """Evaluation of every model of the thesis' Table 4.1 on the test split.
 
 Models: ``bicubic`` (built, no weights), ``srresnet`` and ``method1`` (``models/train/<name>.pt``),
-``method2`` (``models/gan/method2.pt``), and any other train variant (``models/train/<variant>.pt``). Each is run on the test split's LR faces and scored with
-`facesr.metrics.compute_metrics` against the HR faces: the thesis protocol (RGB PSNR/SSIM, LPIPS
+``method2`` (``models/gan/method2.pt``), and any other train variant (``models/train/<variant>.pt``).
+Each is run on the test split's LR faces and scored with `facesr.metrics.compute_metrics` against the HR faces: the thesis protocol (RGB PSNR/SSIM, LPIPS
 alex), the literature protocol (Y channel, 8-pixel crop), PSNR per face region from the HR parsing
 maps, and, for models with a prior branch, the mean IoU of their predicted parsing maps.
 
@@ -49,7 +49,7 @@ def model_paths(models_dir: str | Path, gan_dir: str | Path, names: Sequence[str
     """Where each model's generator file lives (None for bicubic, which has no weights).
 
     Beyond the table's four, any other name is a train variant exported to ``<models_dir>/<name>.pt``
-    (the ablations and the equal-wall-clock baseline of profiles/mini-cpu.yaml).
+    (the ablations and the equal-wall-clock baseline of profiles/mini-cpu-ablation.yaml).
     """
     known = {
         "bicubic": None,
