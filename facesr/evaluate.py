@@ -2,9 +2,10 @@
 
 Models: ``bicubic`` (built, no weights), ``srresnet`` and ``method1`` (``models/train/<name>.pt``),
 ``method2`` (``models/gan/method2.pt``), and any other train variant (``models/train/<variant>.pt``).
-Each is run on the test split's LR faces and scored with `facesr.metrics.compute_metrics` against the HR faces: the thesis protocol (RGB PSNR/SSIM, LPIPS
-alex), the literature protocol (Y channel, 8-pixel crop), PSNR per face region from the HR parsing
-maps, and, for models with a prior branch, the mean IoU of their predicted parsing maps.
+Each is run on the test split's LR faces and scored with `facesr.metrics.compute_metrics` against
+the HR faces: the thesis protocol (RGB PSNR/SSIM, LPIPS alex), the literature protocol (Y channel,
+8-pixel crop), PSNR per face region from the HR parsing maps, the sharpness ratio, and, for models
+with a prior branch, the mean IoU of their predicted parsing maps.
 
 Outputs (written atomically; nothing half-written is left if a model fails):
 - ``eval.json``: ``{model: {metric: mean over the test faces, ..., "n_images": N}}``;
