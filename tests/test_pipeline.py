@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from repo_copy import copy_repo
 
 pytestmark = pytest.mark.slow  # ~4-6 min on 2 cores: the whole pipeline, a Prefect server, a deployment
 
@@ -30,23 +30,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def copy_repo(dest: Path) -> Path:
-    """The working tree as a fresh clone would have it (tracked + new unignored files), git-initialised."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
-                           capture_output=True, text=True).stdout.split("\0")
-    for rel in filter(None, files):
-        src = REPO / rel
-        if src.is_file() and not rel.startswith(("prompt", "tests/")):
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    # `dvc exp run` needs a baseline commit
-    git = ["git", "-c", "user.name=facesr-test", "-c", "user.email=test@facesr.invalid"]
-    subprocess.run(["git", "add", "-A"], cwd=dest, check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "copy"], cwd=dest, check=True)
-    return dest
 
 
 def stop(proc: subprocess.Popen, wait: float = 20) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from repo_copy import copy_repo  # noqa: F401  (re-exported for test_repro_cluster)
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL = REPO / "infra" / "local"
@@ -198,20 +199,6 @@ def cluster_nodes(cl: LocalCluster) -> dict[str, str]:
     if proc.returncode != 0:
         raise AssertionError(f"could not list the cluster's nodes:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def copy_repo(dest: Path) -> Path:
-    """The working tree as a fresh clone would have it (tracked + new unignored files, no tests/),
-    git-initialised: what tests/test_pipeline.py reproduces."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
-                           capture_output=True, text=True).stdout.split("\0")
-    for rel in filter(None, files):
-        src = REPO / rel
-        if src.is_file() and not rel.startswith(("prompt", "tests/")):
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    return dest
 
 
 @contextmanager
