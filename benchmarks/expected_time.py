@@ -15,7 +15,6 @@ data loading are not counted (a few percent at the thesis' val_every).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 from pathlib import Path
@@ -23,13 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from facesr.config import load_params, merge_overrides, profile_path  # noqa: E402
-
-
-def _merged(section: dict, overlay: dict) -> dict:
-    out = copy.deepcopy(section)
-    merge_overrides(out, overlay)
-    return out
+from facesr.config import load_section  # noqa: E402
 
 
 def trial_steps(section: dict) -> dict[str, tuple[str, int, int]]:
@@ -52,9 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--throughput", default=str(REPO / "benchmarks" / "train_throughput.json"))
     args = ap.parse_args(argv)
     bench = json.loads(Path(args.throughput).read_text())
-    sections = {s: _merged(load_params(REPO / "params.yaml")[s],
-                           load_params(profile_path(REPO / "params.yaml", args.profile))[s])
-                for s in ("train", "train_gan")}
+    sections = {s: load_section(REPO / "params.yaml", s, profile=args.profile) for s in ("train", "train_gan")}
     train = trial_steps(sections["train"])
     gan_loop = sections["train_gan"]["loop"]
     settings: dict[tuple, dict[str, dict]] = {}

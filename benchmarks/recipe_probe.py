@@ -16,7 +16,6 @@ are within what a seed moves.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import tempfile
@@ -28,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 import yaml  # noqa: E402
 
-from facesr.config import ParamsError, load_params, merge_overrides, profile_path  # noqa: E402
+from facesr.config import ParamsError, load_section  # noqa: E402
 
 
 def _pairs(items: list[str], what: str) -> dict:
@@ -46,9 +45,7 @@ def probe_trial(params_path: Path, profile: str, variant: str, loop: dict, model
     """The train stage's trial params for `variant` under `profile`, with the overrides applied."""
     from facesr.train.driver import build_trials
 
-    section = copy.deepcopy(load_params(params_path)["train"])
-    overlay = load_params(profile_path(params_path, profile))
-    merge_overrides(section, overlay["train"], "train")
+    section = load_section(params_path, "train", profile=profile)
     trials = [t for t in build_trials(section, where="train", smoke_test=False) if t["variant"] == variant]
     if not trials:
         raise ParamsError(f"profile {profile!r}: no train variant {variant!r} "

@@ -67,13 +67,14 @@ def profile_path(params_path: str | Path, name: str) -> Path:
     return Path(params_path).parent / PROFILES_DIR / f"{name}.yaml"
 
 
-def load_section(path: str | Path, section: str) -> dict[str, Any]:
-    """The `section` mapping of the params file at `path`, merged with its profile's `section`."""
+def load_section(path: str | Path, section: str, profile: str | None = None) -> dict[str, Any]:
+    """The `section` mapping of the params file at `path`, merged with its profile's `section`
+    (`profile`, when given, instead of the file's `profile:` key)."""
     data = load_params(path)
     if section not in data or not isinstance(data[section], dict):
         raise ParamsError(f"{path}: no '{section}:' section (stages read their own section only)")
     params = data[section]
-    name = data.get(PROFILE_KEY)
+    name = data.get(PROFILE_KEY) if profile is None else profile
     if name is None:
         return params
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):

@@ -25,6 +25,14 @@ def test_profile_overrides_only_the_keys_it_names(tmp_path):
     assert load_section(params, "train") == {"loop": {"steps": 99, "lr": 0.1}, "keep": 1}
 
 
+def test_a_profile_argument_wins_over_the_files_profile_key(tmp_path):
+    params = _write(tmp_path, "profile: big\ntrain:\n  loop: {steps: 10}\n",
+                    big="train:\n  loop: {steps: 99}\n", small="train:\n  loop: {steps: 2}\n")
+    assert load_section(params, "train", profile="small") == {"loop": {"steps": 2}}
+    with pytest.raises(ParamsError, match="profile 'huge'"):
+        load_section(params, "train", profile="huge")
+
+
 def test_a_profile_may_add_a_variant_but_not_a_stray_key(tmp_path):
     params = _write(tmp_path, "profile: big\ntrain:\n  variants:\n    a: {model: srresnet}\n",
                     big="train:\n  variants:\n    b: {model: method1}\n")
