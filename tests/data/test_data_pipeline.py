@@ -82,6 +82,16 @@ def test_plain_bicubic_kernel_differs_from_antialiased():
     assert plain.astype(float).std() > aa.astype(float).std()  # aliasing keeps the noise
 
 
+def test_plain_bicubic_takes_a_read_only_image_without_warnings():
+    import warnings
+
+    img = np.asarray(Image.fromarray(np.zeros((64, 64, 3), np.uint8)))  # what decoding gives: read-only
+    assert not img.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resize_rgb(img, 8, "bicubic").shape == (8, 8, 3)
+
+
 def test_two_runs_are_byte_identical_whatever_the_worker_count(raw, tmp_path):
     outs = []
     for k, workers in enumerate((1, 2)):
