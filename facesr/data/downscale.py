@@ -47,8 +47,8 @@ def resize_rgb(img: np.ndarray, size: int, kernel: str) -> np.ndarray:
         import torch
         import torch.nn.functional as F
 
-        # a copy: decoded images are read-only arrays, which torch.from_numpy warns about
-        x = torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1)[None].float()
+        # astype copies: decoded images are read-only arrays, which torch.from_numpy warns about
+        x = torch.from_numpy(img.astype(np.float32)).permute(2, 0, 1)[None]
         y = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=False)
         return y[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
     raise DataError(f"downscale.kernel: {kernel!r} is not one of {', '.join(KERNELS)}")
