@@ -1,27 +1,67 @@
-"""Atomic writes: a reader (or a crash) never sees a half-written file or output folder."""
+"""Atomic writes: a reader (or a crash) never sees a half-written file or output folder.
+
+The one home of every "write beside, then rename" in the project. Files get the mode an ordinary
+``open()`` would give them (0666 less the umask), not ``mkstemp``'s private 0600, so outputs,
+checkpoints and caches are as readable as anything else the user writes. A killed process leaves
+only hidden ``.<name>.tmp-*`` / ``.<name>.old-*`` siblings, which `sweep_stale` removes at the next
+start of the job that writes `<name>`.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to a temp file beside `path`, then rename it over `path`."""
+def _umask() -> int:
+    # os.umask can only be read by setting it; set it straight back
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "wb", *, fsync: bool = False) -> Iterator[IO]:
+    """Open a temp file beside `path` for writing; on a clean exit it replaces `path` in one rename.
+
+    `mode` is "wb" or "w" (text, written as given: newline=""). With `fsync`, the data reaches the
+    disk before the rename, so a power cut leaves the old file or the new one, never an empty one
+    (checkpoints). An exception removes the temp file and leaves `path` as it was.
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_open: mode must be 'wb' or 'w', got {mode!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
-        # newline="" writes the text as given (CSV writers already chose their line endings)
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, mode, **({"newline": ""} if mode == "w" else {})) as fh:
+            yield fh
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write `text` (as given: CSV writers already chose their line endings) atomically to `path`."""
+    with atomic_open(path, "w") as fh:
+        fh.write(text)
+    return Path(path)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, *, fsync: bool = False) -> Path:
+    with atomic_open(path, "wb", fsync=fsync) as fh:
+        fh.write(data)
+    return Path(path)
 
 
 def replace_dir(tmp: str | Path, target: str | Path) -> None:
@@ -35,3 +75,46 @@ def replace_dir(tmp: str | Path, target: str | Path) -> None:
     os.replace(tmp, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def temp_dir_beside(target: str | Path) -> Path:
+    """An empty hidden folder beside `target`, on the same file system (for `replace_dir`)."""
+    target = Path(target).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | Path) -> Iterator[Path]:
+    """Yield an empty temp folder beside `target`; on success it replaces `target` in one rename.
+
+    A run that fails leaves no temp folder and never a `target` that looks complete; a previous
+    good `target` stays in place until the new one is whole.
+    """
+    tmp = temp_dir_beside(target)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    replace_dir(tmp, target)
+
+
+def sweep_stale(target: str | Path) -> list[Path]:
+    """Remove what killed writers of `target` left beside it (``.<name>.tmp-*``, ``.<name>.old-*``).
+
+    Called when a job that writes `target` starts: no other writer of the same target runs then
+    (DVC locks the stage), so anything of that shape is a leftover. Returns what was removed.
+    """
+    target = Path(target).absolute()
+    if not target.parent.is_dir():
+        return []
+    removed = []
+    for kind in ("tmp", "old"):
+        for stale in target.parent.glob(f".{target.name}.{kind}-*"):
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+            removed.append(stale)
+    return removed

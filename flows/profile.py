@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from facesr.config import ParamsError, merge_overrides
+from facesr.fileio import atomic_write_text
 
 
 class ProfileError(ParamsError):
@@ -60,10 +59,7 @@ def apply_profile(profile: str | Path, params: str | Path = "params.yaml", *, dr
     if not dry_run:
         buf = io.StringIO()
         y.dump(data, buf)
-        fd, tmp = tempfile.mkstemp(prefix=f".{params.name}.", dir=params.parent)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(buf.getvalue())
-        os.replace(tmp, params)
+        atomic_write_text(params, buf.getvalue())
     return changes
 
 

@@ -20,7 +20,8 @@ from PIL import Image
 from facesr.data.errors import BadFile, DataError, apply_policy, check_policy
 from facesr.data.imageio import ImageProblem, read_mask
 from facesr.data.layout import RELEASE_PARTS, scan
-from facesr.data.util import atomic_dir, ordered_map
+from facesr.data.util import ordered_map
+from facesr.fileio import atomic_dir
 
 FORMAT = "facesr-merged/1"
 SMOKE_IMAGES = 8

@@ -1,11 +1,9 @@
-"""Small helpers the data stages share: atomic output folders, checksums, progress bars, pools."""
+"""Small helpers the data stages share: checksums, progress bars, pools (atomic folders: facesr.fileio)."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import shutil
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -27,31 +25,6 @@ def progress(iterable: Iterable, *, total: int | None = None, desc: str = "", un
 
     off = os.environ.get("FACESR_NO_PROGRESS") == "1" or not sys.stderr.isatty()
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=off)
-
-
-@contextlib.contextmanager
-def atomic_dir(target: str | Path) -> Iterator[Path]:
-    """Yield an empty temp folder beside `target`; on success it replaces `target` in one rename.
-
-    A run that fails (or is killed) leaves only a hidden `.name.tmp-PID` folder, never a `target`
-    that looks complete; a previous good `target` stays in place until the new one is whole.
-    """
-    target = Path(target).absolute()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = target.parent / f".{target.name}.old-{os.getpid()}"
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def ordered_map(fn: Callable[[Any], Any], items: list, workers: int, *, desc: str) -> Iterator[Any]:

@@ -7,14 +7,14 @@ a circular import; ``facesr.models`` re-exports everything here.
 from __future__ import annotations
 
 import inspect
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from facesr.fileio import atomic_open
 
 GENERATOR_FORMAT = "facesr-generator/1"
 
@@ -132,15 +132,8 @@ def save_generator(
         "metrics": _plain(dict(metrics or {}), "metrics"),
         "extra": _plain(dict(extra or {}), "extra"),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as fh:
+        torch.save(payload, fh)
     return path
 
 
