@@ -76,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import torch
-
     from facesr.train.loops import train_content
-    from facesr.train.tracking import hardware
+
+    from facesr.tracking import hardware
 
     loop, model_args = _pairs(args.set, "--set"), _pairs(args.model_arg, "--model-arg")
     params = probe_trial(Path(args.params), args.profile, args.variant, loop, model_args, args.smoke_test)

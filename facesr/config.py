@@ -9,9 +9,12 @@ exactly the stages whose merged parameters changed.
 
 from __future__ import annotations
 
+import dataclasses
+import types
 from collections.abc import Mapping, MutableMapping
+from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -93,8 +96,77 @@ def load_section(path: str | Path, section: str, profile: str | None = None) -> 
     return params
 
 
+def section_source(path: str | Path) -> str:
+    """Where a stage's merged section comes from, for error messages: 'params.yaml + profiles/tiny.yaml'."""
+    name = load_params(path).get(PROFILE_KEY)
+    return f"{path} + {profile_path(path, name)}" if isinstance(name, str) and name else str(path)
+
+
 def require(section: dict[str, Any], *keys: str, where: str = "params") -> None:
     """Fail with every missing key named at once, instead of a KeyError deep inside a stage."""
     missing = [k for k in keys if k not in section]
     if missing:
         raise ParamsError(f"{where}: missing key(s) {', '.join(missing)}")
+
+
+# --------------------------------------------------------------------------- typed sections
+
+T = TypeVar("T")
+AT_LEAST_1 = {"min": 1}  # dataclasses.field(metadata=AT_LEAST_1): an int that must be >= 1 (else >= 0)
+
+
+def parse(tp: type[T], value: Any, where: str, minimum: int = 0) -> T:
+    """`value` (a params.yaml mapping or scalar) as the typed, frozen `tp`, checked key by key.
+
+    `tp` is a dataclass, Literal, bool, int, float, str, tuple[X, ...], dict or X | None; an error
+    names `where` (file and key) and what was expected or allowed.
+    """
+    origin = get_origin(tp)
+    if is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ParamsError(f"{where}: expected a mapping with keys {', '.join(f.name for f in fields(tp))}")
+        required = {f.name for f in fields(tp) if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING}
+        known = {f.name for f in fields(tp)}
+        if missing := sorted(required - set(value)):
+            raise ParamsError(f"{where}: missing key(s) {', '.join(missing)}")
+        if unknown := sorted(set(value) - known):
+            raise ParamsError(f"{where}: unknown key(s) {', '.join(unknown)} (valid: {', '.join(sorted(known))})")
+        hints, meta = get_type_hints(tp), {f.name: f.metadata for f in fields(tp)}
+        return tp(**{k: parse(hints[k], v, f"{where}.{k}", meta[k].get("min", 0)) for k, v in value.items()})
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in get_args(tp):
+            return None
+        options = [a for a in get_args(tp) if a is not type(None)]
+        if len(options) > 1:  # the loop union is resolved by the stage, never from the file
+            raise ParamsError(f"{where}: ambiguous type")
+        return parse(options[0], value, where, minimum)
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ParamsError(f"{where}: {value!r} is not one of {', '.join(map(str, get_args(tp)))}")
+        return value
+    if tp is bool or tp is str:
+        if not isinstance(value, tp):
+            raise ParamsError(f"{where}: expected a {tp.__name__}, got {value!r}")
+        return value
+    if tp is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ParamsError(f"{where}: expected an integer, got {value!r}")
+        if value < minimum:
+            raise ParamsError(f"{where}: {value} is less than {minimum}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            hint = " (YAML reads 2e-4 as a string: write 2.0e-4)" if isinstance(value, str) else ""
+            raise ParamsError(f"{where}: expected a number, got {value!r}{hint}")
+        return float(value)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ParamsError(f"{where}: expected a list, got {value!r}")
+        return tuple(parse(get_args(tp)[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ParamsError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    raise TypeError(f"{where}: no rule for {tp}")
+

@@ -232,12 +232,12 @@ def log_to_mlflow(
 ) -> str:
     """One MLflow run (`evaluate`) holding `<model>.<metric>` for every model; returns its run id.
 
-    Same experiment, URI rule and tag names as the training runs (facesr.train.tracking), so the
+    Same experiment, URI rule and tag names as the training runs (facesr.tracking), so the
     evaluation sits beside the runs that produced the models in the MLflow UI.
     """
     import mlflow
 
-    from facesr.train import tracking
+    from facesr import tracking
 
     uri = tracking.tracking_uri(mlflow_params)
     tracking.set_experiment(uri, str(mlflow_params["experiment"]))

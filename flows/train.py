@@ -10,6 +10,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from facesr.config import section_source
 from flows._stage import load_params, main_for
 from stages import train as stage
 
@@ -25,9 +26,11 @@ def run_train(
     curves: str,
     workdir: str,
     smoke_test: bool,
+    source: str,
 ) -> dict[str, Any]:
     return stage.run(
         params,
+        source=source,
         data=data,
         models=models,
         metrics=metrics,
@@ -57,6 +60,7 @@ def train_flow(
         curves=curves,
         workdir=workdir,
         smoke_test=smoke_test,
+        source=section_source(params_path),
     )
     print(f"train: {summary}")
     return summary

@@ -10,6 +10,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from facesr.config import section_source
 from flows._stage import load_params, main_for
 from stages import train_gan as stage
 
@@ -26,9 +27,11 @@ def run_train_gan(
     curves: str,
     workdir: str,
     smoke_test: bool,
+    source: str,
 ) -> dict[str, Any]:
     return stage.run(
         params,
+        source=source,
         data=data,
         init=init,
         models=models,
@@ -61,6 +64,7 @@ def train_gan_flow(
         curves=curves,
         workdir=workdir,
         smoke_test=smoke_test,
+        source=section_source(params_path),
     )
     print(f"train_gan: {summary}")
     return summary

@@ -24,20 +24,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from facesr.config import load_section
+from facesr.config import load_section, section_source
 
 SECTION = "train"
 
 
 def run(params: dict[str, Any], *, data: str | Path, models: str | Path, metrics: str | Path,
-        curves: str | Path, workdir: str | Path, smoke_test: bool = False) -> dict[str, Any]:
+        curves: str | Path, workdir: str | Path, smoke_test: bool = False, source: str = "params.yaml") -> dict[str, Any]:
     """Train every trial of the section, export the best per variant; returns the metrics summary."""
-    from facesr.config import require
+    from facesr.train.config import parse_stage
     from facesr.train.driver import run_stage
 
-    require(params, "mlflow", where=f"params.yaml {SECTION}")
-    return run_stage(params, stage=SECTION, loop="content", data=data, models=models, metrics=metrics,
-                     curves=curves, workdir=workdir, smoke_test=smoke_test, mlflow_params=params["mlflow"])
+    config = parse_stage(params, stage=SECTION, gan=False, smoke_test=smoke_test, source=source)
+    return run_stage(config, data=data, models=models, metrics=metrics, curves=curves, workdir=workdir,
+                     smoke_test=smoke_test)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        summary = run(load_section(args.params, SECTION), data=args.data, models=args.models,
+        summary = run(load_section(args.params, SECTION), source=section_source(args.params), data=args.data, models=args.models,
                       metrics=args.metrics, curves=args.curves, workdir=args.workdir, smoke_test=args.smoke_test)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -20,21 +20,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from facesr.config import load_section
+from facesr.config import load_section, section_source
 
 SECTION = "train_gan"
 
 
 def run(params: dict[str, Any], *, data: str | Path, init: str | Path, models: str | Path, metrics: str | Path,
-        curves: str | Path, workdir: str | Path, smoke_test: bool = False) -> dict[str, Any]:
+        curves: str | Path, workdir: str | Path, smoke_test: bool = False, source: str = "params.yaml") -> dict[str, Any]:
     """Train the GAN trials from `init` (an exported Method 1 file), export the best generator."""
-    from facesr.config import require
+    from facesr.train.config import parse_stage
     from facesr.train.driver import run_stage
 
-    require(params, "mlflow", where=f"params.yaml {SECTION}")
-    return run_stage(params, stage=SECTION, loop="gan", data=data, models=models, metrics=metrics,
-                     curves=curves, workdir=workdir, smoke_test=smoke_test, mlflow_params=params["mlflow"],
-                     init=init)
+    config = parse_stage(params, stage=SECTION, gan=True, smoke_test=smoke_test, source=source)
+    return run_stage(config, data=data, models=models, metrics=metrics, curves=curves, workdir=workdir,
+                     smoke_test=smoke_test, init=init)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        summary = run(load_section(args.params, SECTION), data=args.data, init=args.init, models=args.models,
+        summary = run(load_section(args.params, SECTION), source=section_source(args.params), data=args.data, init=args.init, models=args.models,
                       metrics=args.metrics, curves=args.curves, workdir=args.workdir, smoke_test=args.smoke_test)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,9 +1,11 @@
-"""Training: the content-loss and GAN loops, resumable checkpoints, Ray Tune trials, MLflow tracking.
+"""Training: one loop for the content and GAN trials, resumable checkpoints, Ray Tune trials, MLflow.
 
-    loops.py       train_content (SRResNet, Method 1), train_gan (Method 2)
-    checkpoint.py  atomic, weights_only checkpoints with every RNG/optimizer/scheduler state
+    config.py      typed, frozen configs of the train/train_gan sections, parsed once at the stage
+    loop.py        the training loop (a content step and a GAN step) and its export
+    validate.py    validation, sample grids, curves
+    checkpoint.py  run identity; weights_only checkpoints (last + previous) with every RNG/optimizer state
     data.py        batches as a pure function of (seed, step), flips that swap l_/r_ parsing channels
-    trials.py      Ray Tune: variants x search grid, resources, retries, best trial per variant
+    trials.py      Ray Tune: one trainable per trial, retries, typed results, best trial per variant
     tracking.py    MLflow parent/nested runs, tags, model logging and registration
     driver.py      what stages/train.py and stages/train_gan.py share
 

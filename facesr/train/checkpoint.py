@@ -1,35 +1,68 @@
-"""Resumable training checkpoints: written atomically, read with ``weights_only=True``.
+"""A trial's identity, and resumable checkpoints that are only ever resumed by the same identity.
 
-A checkpoint holds everything a run needs to continue as if it had never stopped: the model
-name + args, the trial params, the step, every module/optimizer/scheduler/scaler state, the RNG
-states (python, numpy, torch CPU and CUDA) and the curve history written so far. Only tensors,
-numbers, strings, lists and dicts go in, so ``torch.load(..., weights_only=True)`` reads it back.
+A checkpoint holds everything a run needs to continue as if it had never stopped: the trial
+config, its identity, the step, every module/optimizer/scheduler state, the RNG states (python,
+numpy, torch CPU and CUDA) and the curve history. Only tensors, numbers, strings, lists and dicts go
+in, so ``torch.load(..., weights_only=True)`` reads it back. The previous checkpoint is kept beside
+the last one: a truncated `last.pt` falls back to `previous.pt`, then to the copy Ray kept.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import logging
 import os
 import random
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-FORMAT = "facesr-train-checkpoint/1"
-LAST = "last.pt"
+from facesr.fileio import atomic_open
+
+FORMAT = "facesr-train-checkpoint/2"
+LAST, PREVIOUS, FROM_RAY = "last.pt", "previous.pt", "ray.pt"
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is unreadable, of another format, or from a different trial config."""
+    """A checkpoint file is unreadable or of another format."""
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Everything that determines a trial's result; `fingerprint` names the run.
+
+    params: the trial config's hash; data: the prepared data's digest; init: the sha256 of the file
+    the GAN starts from ("" otherwise); code: the digest of the library code the loop runs.
+    """
+
+    params: str
+    data: str
+    init: str
+    code: str
+
+    @property
+    def fingerprint(self) -> str:
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def as_dict(self) -> dict[str, str]:
+        return {**dataclasses.asdict(self), "fingerprint": self.fingerprint}
+
+    def differs(self, other: dict[str, str]) -> list[str]:
+        return [k for k in ("params", "data", "init", "code") if other.get(k) != getattr(self, k)]
 
 
 def rng_state() -> dict[str, Any]:
     """Every RNG the loop draws from, in a weights_only-safe form (no numpy scalars, no tuples of objects)."""
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
     py_version, py_internal, py_gauss = random.getstate()
-    state: dict[str, Any] = {
+    return {
         "python": {"version": int(py_version), "internal": [int(x) for x in py_internal],
                    "gauss": None if py_gauss is None else float(py_gauss)},
         "numpy": {"name": str(np_name), "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
@@ -37,7 +70,6 @@ def rng_state() -> dict[str, Any]:
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
-    return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
@@ -51,35 +83,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """torch.save to a temp file beside `path`, fsync, then os.replace: a kill leaves the old file whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def save_checkpoint(workdir: str | Path, state: dict[str, Any]) -> Path:
-    """Write `state` as the trial's last checkpoint (``<workdir>/last.pt``)."""
-    return atomic_torch_save({"format": FORMAT, **state}, Path(workdir) / LAST)
+    """Write `state` as `<workdir>/last.pt` (fsynced); the one it replaces becomes previous.pt."""
+    workdir = Path(workdir)
+    with atomic_open(workdir / LAST, "wb", fsync=True) as fh:
+        torch.save({"format": FORMAT, **state}, fh)
+        if (workdir / LAST).exists():
+            os.replace(workdir / LAST, workdir / PREVIOUS)
+    return workdir / LAST
 
 
-def load_checkpoint(path: str | Path, *, params: dict[str, Any] | None = None,
-                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint; with `params`, refuse one written by a trial with other params.
-
-    Resuming with changed params would silently mix two experiments, so that is an error naming
-    the keys that differ rather than a quiet restart.
-    """
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
@@ -87,14 +101,32 @@ def load_checkpoint(path: str | Path, *, params: dict[str, Any] | None = None,
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a {FORMAT} file")
-    if params is not None and ckpt.get("params") != params:
-        old = ckpt.get("params") or {}
-        diff = sorted(k for k in set(old) | set(params) if old.get(k) != params.get(k))
-        raise CheckpointError(f"{path}: written by a trial with different params ({', '.join(diff)}); "
-                              "use another workdir or delete it to start over")
     return ckpt
 
 
-def find_last(workdir: str | Path) -> Path | None:
-    path = Path(workdir) / LAST
-    return path if path.is_file() else None
+def resume_from(workdir: str | Path, identity: RunIdentity,
+                map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
+    """The latest usable checkpoint of this identity among last.pt, previous.pt and ray.pt, or None.
+
+    An unreadable file or one of another identity is skipped, and the log says why: a trial
+    never continues from weights that other data, code, params or init produced.
+    """
+    best = None
+    for name in (LAST, PREVIOUS, FROM_RAY):
+        path = Path(workdir) / name
+        if not path.is_file():
+            continue
+        try:
+            ckpt = load_checkpoint(path, map_location)
+        except CheckpointError as exc:
+            log.warning("%s; trying the previous checkpoint", exc)
+            continue
+        if changed := identity.differs(ckpt.get("identity", {})):
+            log.warning("%s: written by run %s, this trial is run %s (%s changed): not resumed from it",
+                        path, ckpt.get("identity", {}).get("fingerprint"), identity.fingerprint, ", ".join(changed))
+            continue
+        if best is None or ckpt["step"] > best["step"]:
+            best = ckpt
+    if best is not None:
+        log.info("%s: resuming run %s from step %d", workdir, identity.fingerprint, best["step"])
+    return best

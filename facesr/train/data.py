@@ -7,10 +7,7 @@ batches an uninterrupted one would, without saving any data-loader state.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch.utils.data import Sampler
@@ -82,16 +79,3 @@ def flip_batch(batch: dict[str, torch.Tensor], *, seed: int, step: int, perm: li
         value[mask] = flipped
         out[key] = value
     return out
-
-
-def read_parts(data_root: str | Path) -> list[str]:
-    manifest = Path(data_root) / "manifest.json"
-    try:
-        meta: dict[str, Any] = json.loads(manifest.read_text())
-    except FileNotFoundError:
-        raise TrainDataError(f"{manifest}: not found; is {data_root} the downscale stage's output?") from None
-    except json.JSONDecodeError as exc:
-        raise TrainDataError(f"{manifest}: not valid JSON ({exc})") from exc
-    if not isinstance(meta.get("parts"), list):
-        raise TrainDataError(f"{manifest}: no 'parts' list")
-    return [str(p) for p in meta["parts"]]

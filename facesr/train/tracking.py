@@ -11,96 +11,24 @@ does not add a second nested run.
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import os
-import platform
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from facesr.tracking import flat_params, set_experiment
+from facesr.train.config import Trial
+
 RUN_FILE = "mlflow_run.json"
-
-
-def tracking_uri(mlflow_params: Mapping[str, Any] | None) -> str:
-    """$MLFLOW_TRACKING_URI, else params `mlflow.tracking_uri`, else sqlite:///mlflow.db; absolute.
-
-    Ray runs each trial in its own working directory, so a relative sqlite path is made absolute
-    here, against the driver's working directory.
-    """
-    from facesr.services import mlflow_tracking_uri
-
-    uri = mlflow_tracking_uri(dict(mlflow_params or {}))
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
-    elif "://" not in uri:
-        uri = str(Path(uri).resolve())
-    return uri
-
-
-def params_hash(params: Mapping[str, Any]) -> str:
-    blob = json.dumps(params, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parents[2])
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def hardware() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return f"cuda:{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
-    return f"cpu:{platform.machine()} {os.cpu_count()} cores"
-
-
-def run_tags(stage: str, params: Mapping[str, Any], mlflow_params: Mapping[str, Any] | None) -> dict[str, str]:
-    """The tags every run of the project carries, so runs compare side by side."""
-    return {
-        "git_commit": git_commit(),
-        "dvc_stage": stage,
-        "params_hash": params_hash(params),
-        "profile": str((mlflow_params or {}).get("profile", "unset")),
-        "hardware": hardware(),
-    }
-
-
-def flat_params(params: Mapping[str, Any]) -> dict[str, str]:
-    """Top-level keys only, nested values as JSON: every run of a stage has the same param names."""
-    return {k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v) for k, v in params.items()}
-
-
-def set_experiment(uri: str, experiment: str) -> str:
-    """Select (creating if needed) the experiment; with a sqlite store, artifacts live beside the DB.
-
-    MLflow's default artifact root is ./mlruns of whatever the working directory is, which under
-    Ray is a trial folder; anchoring it at the database keeps a store and its artifacts together.
-    """
-    import mlflow
-
-    mlflow.set_tracking_uri(uri)
-    if mlflow.get_experiment_by_name(experiment) is None and uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):])
-        try:
-            mlflow.create_experiment(experiment, artifact_location=(db.parent / "mlartifacts").as_uri())
-        except mlflow.exceptions.MlflowException:
-            pass  # created meanwhile by a concurrent trial
-    exp = mlflow.set_experiment(experiment)
-    return exp.experiment_id
 
 
 class TrialTracker:
     """The nested MLflow run of one trial; reopened (not duplicated) when the trial resumes."""
 
     def __init__(self, *, uri: str, experiment: str, parent_run_id: str, run_name: str,
-                 params: Mapping[str, Any], tags: Mapping[str, str], workdir: Path):
+                 trial: Trial, tags: Mapping[str, str], workdir: Path):
         import mlflow
 
         self.mlflow = mlflow
@@ -114,7 +42,7 @@ class TrialTracker:
             self.run = mlflow.start_run(run_id=known["run_id"])
         else:
             self.run = mlflow.start_run(run_name=run_name, parent_run_id=parent_run_id, tags=dict(tags))
-            mlflow.log_params(flat_params(params))
+            mlflow.log_params(flat_params(trial_params(trial)))
             from facesr.fileio import atomic_write_text
 
             atomic_write_text(run_file, json.dumps({"run_id": self.run.info.run_id, "parent_run_id": parent_run_id}))
@@ -122,8 +50,9 @@ class TrialTracker:
 
     def replay(self, history: list[dict[str, float]]) -> None:
         """A trial resumed under a new parent run logs the curve it had already trained."""
-        for row in history:
-            self.log_metrics(int(row["step"]), {k: v for k, v in row.items() if k != "step"})
+        if not self.resumed:
+            for row in history:
+                self.log_metrics(int(row["step"]), {k: v for k, v in row.items() if k != "step"})
 
     def log_metrics(self, step: int, values: Mapping[str, float]) -> None:
         clean = {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
@@ -135,6 +64,25 @@ class TrialTracker:
 
     def end(self, status: str = "FINISHED") -> None:
         self.mlflow.end_run(status=status)
+
+
+def trial_params(trial: Trial) -> dict[str, Any]:
+    """A trial's params as MLflow shows them: the loop keys at the top, beside variant and model."""
+    return {"variant": trial.variant, "model": trial.model, "model_args": trial.model_args,
+            **dataclasses.asdict(trial.loop)}
+
+
+def mark_failed(uri: str, workdir: Path) -> None:
+    """Close the MLflow run of a trial that died without closing it (kill -9, a lost node) as FAILED."""
+    import mlflow
+
+    run_file = workdir / RUN_FILE
+    if not run_file.is_file():
+        return
+    client = mlflow.MlflowClient(uri)
+    run_id = json.loads(run_file.read_text())["run_id"]
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id, "FAILED")
 
 
 def log_generator(uri: str, run_id: str, generator_path: str | Path, registered_name: str) -> str:

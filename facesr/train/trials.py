@@ -1,97 +1,88 @@
-"""Ray Tune trials of a training stage: variants x search grid, retries, export of the best.
+"""Ray Tune trials of a training stage: one trainable per Trial, retries, collection of the results.
 
-The driver (`run_stage`) opens the MLflow parent run, expands the grid with ``tune.grid_search``,
-and runs one trainable per trial with ``tune.with_resources`` (1 GPU per trial where GPUs exist,
-CPUs otherwise) and ``FailureConfig(max_failures)``. Each trial trains in its own workdir
-``<workdir>/<variant>-<hash of its params>`` so that a retried trial, or the whole stage started
-again, resumes from that trial's last checkpoint. When the trial's workdir is not on this node
-(a cluster retry on another node) it restores from the Ray checkpoint it last reported.
+Each trial trains in its own workdir ``<workdir>/<variant>-<fingerprint>``, named by its run
+identity, so a retried trial or the whole stage started again resumes from that trial's
+checkpoints, and a trial of other data, code, params or init never sees them. When the trial's
+workdir is not on this node (a cluster retry on another node) it restores from the Ray checkpoint
+it last reported.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from facesr.config import ParamsError
-from facesr.train.checkpoint import LAST
-from facesr.train.tracking import TrialTracker, params_hash
+from facesr.fileio import atomic_open
+from facesr.train.checkpoint import FROM_RAY, LAST, RunIdentity
+from facesr.train.config import StageConfig, Trial, trial_from_dict
+from facesr.train.tracking import TrialTracker, mark_failed
+
+log = logging.getLogger(__name__)
 
 
 class TrainStageError(RuntimeError):
     """Some trials failed after their retries; the ones that finished were exported first."""
 
 
-# ----------------------------------------------------------------------------------- trial grid
+@dataclass(frozen=True)
+class TrialResult:
+    name: str
+    variant: str
+    fingerprint: str
+    error: str | None = None
+    mlflow_run_id: str | None = None
+    metrics: dict[str, float] | None = None
+    step: int = 0
+    resumed_from: int = 0
+    lpips_skipped: str | None = None
+    train_s: float = 0.0
+    node_id: str | None = None
+    files: Path | None = None  # generator.pt and curves.csv, collected from the trial's final checkpoint
 
-def expand_grid(search: dict[str, list]) -> list[dict[str, Any]]:
-    """The cartesian product of the search lists (what tune.grid_search runs), in a stable order."""
-    keys = sorted(search)
-    for key in keys:
-        if not isinstance(search[key], list) or not search[key]:
-            raise ParamsError(f"params search.{key}: expected a non-empty list of values")
-    return [dict(zip(keys, values)) for values in itertools.product(*(search[k] for k in keys))]
-
-
-def trial_params(base: dict[str, Any], variant: str, variant_spec: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
-    """One trial's full params: the stage's loop settings, the variant's own `loop` overrides (e.g.
-    more steps for an equal-wall-clock baseline), the variant's model, the grid point."""
-    overrides = variant_spec.get("loop", {})
-    for where, keys in ((f"variants.{variant}.loop", overrides), ("search", point)):
-        if not isinstance(keys, dict):
-            raise ParamsError(f"params {where}: expected a mapping of training settings")
-        unknown = sorted(set(keys) - set(base))
-        if unknown:
-            raise ParamsError(f"params {where}: {', '.join(unknown)} not a training setting "
-                              f"(valid: {', '.join(sorted(base))})")
-    params = {**base, **overrides, **point, "variant": variant}
-    if "model" in variant_spec:
-        params["model"] = variant_spec["model"]
-        params["model_args"] = dict(variant_spec["model_args"])
-    return params
+    def summary(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k != "files"}
 
 
-def trial_name(params: dict[str, Any]) -> str:
-    return f"{params['variant']}-{params_hash(params)[:10]}"
+def trial_name(trial: Trial, identity: RunIdentity) -> str:
+    return f"{trial.variant}-{identity.fingerprint[:12]}"
 
 
-# ------------------------------------------------------------------------------------ trainable
+def _restore_from_ray(workdir: Path) -> None:
+    """Copy the checkpoint Ray kept for this trial to <workdir>/ray.pt (atomically), if there is one."""
+    from ray import tune
 
-LoopFn = Callable[..., dict[str, Any]]
+    ray_ckpt = tune.get_checkpoint()
+    if ray_ckpt is None:
+        return
+    with ray_ckpt.as_directory() as d:
+        if (Path(d) / LAST).is_file():
+            with open(Path(d) / LAST, "rb") as src, atomic_open(workdir / FROM_RAY, "wb") as dst:
+                shutil.copyfileobj(src, dst)
 
 
 def _trainable(config: dict[str, Any]) -> None:
-    """Body of every Ray trial: resume or start, train, report, track; indexes only its config keys."""
+    """Body of every Ray trial: restore, train, report, track; indexes only its config keys."""
     import ray
     import torch
     from ray import tune
 
-    params = config["params"]
-    torch.set_num_threads(max(1, int(config["cpus"])))
-    workdir = Path(config["workdir"]) / trial_name(params)
+    from facesr.train.loop import train
+
+    trial, identity = trial_from_dict(config["point"]["trial"]), RunIdentity(**config["point"]["identity"])
+    torch.set_num_threads(config["cpus"])
+    name = trial_name(trial, identity)
+    workdir = Path(config["workdir"]) / name
     workdir.mkdir(parents=True, exist_ok=True)
-    if not (workdir / LAST).exists():
-        ray_ckpt = tune.get_checkpoint()
-        if ray_ckpt is not None:
-            with ray_ckpt.as_directory() as d:
-                if (Path(d) / LAST).is_file():
-                    shutil.copy2(Path(d) / LAST, workdir / LAST)
-
+    _restore_from_ray(workdir)
     tracker = TrialTracker(uri=config["mlflow_uri"], experiment=config["experiment"],
-                           parent_run_id=config["parent_run_id"], run_name=trial_name(params),
-                           params=params, tags=config["tags"], workdir=workdir)
-    if not tracker.resumed and (workdir / LAST).exists():
-        from facesr.train.checkpoint import load_checkpoint
-
-        tracker.replay(load_checkpoint(workdir / LAST)["history"])
-
+                           parent_run_id=config["parent_run_id"], run_name=name, trial=trial,
+                           tags={**config["tags"], **identity_tags(identity)}, workdir=workdir)
     latest: dict[str, float] = {}
 
     def on_event(kind: str, step: int, payload: Any) -> None:
@@ -99,6 +90,8 @@ def _trainable(config: dict[str, Any]) -> None:
             values = {k: v for k, v in payload.items() if k != "step"}
             latest.update(values)
             tracker.log_metrics(step, values)
+        elif kind == "resumed":
+            tracker.replay(payload)
         elif kind == "sample":
             tracker.log_artifact(payload, "samples")
         elif kind == "checkpoint":
@@ -106,41 +99,31 @@ def _trainable(config: dict[str, Any]) -> None:
                 shutil.copy2(payload, Path(d) / LAST)
                 tune.report({"step": step, **latest}, checkpoint=tune.Checkpoint.from_directory(d))
 
-    loop: LoopFn = _LOOPS[config["loop"]]
     try:
-        kwargs = {"init": config["init"]} if config["loop"] == "gan" else {}
-        result = loop(params, data_root=config["data"], workdir=workdir, on_event=on_event, **kwargs)
+        result = train(trial, data_root=config["data"], workdir=workdir, identity=identity,
+                       init=config["init"] or None, on_event=on_event)
+        tracker.log_artifact(result.curves)
     except BaseException:
         tracker.end("FAILED")
         raise
-    tracker.log_artifact(result["curves"])
     tracker.end("FINISHED")
     with tempfile.TemporaryDirectory() as d:
-        shutil.copy2(result["generator"], Path(d) / "generator.pt")
-        shutil.copy2(result["curves"], Path(d) / "curves.csv")
-        (Path(d) / "trial.json").write_text(json.dumps({
-            "name": trial_name(params), "mlflow_run_id": tracker.run_id, "params": params,
-            "metrics": result["metrics"], "step": result["step"], "lpips_skipped": result["lpips_skipped"],
-            "train_s": round(result["train_s"], 1),
-            # Tune's node_ip is the same for every node of a one-host cluster; the node id is not.
-            "node_id": ray.get_runtime_context().get_node_id()}))
-        tune.report({"step": result["step"], **latest, **result["metrics"], "done": 1},
+        shutil.copy2(result.generator, Path(d) / "generator.pt")
+        shutil.copy2(result.curves, Path(d) / "curves.csv")
+        done = TrialResult(name=name, variant=trial.variant, fingerprint=identity.fingerprint,
+                           mlflow_run_id=tracker.run_id, metrics=result.metrics, step=result.step,
+                           resumed_from=result.resumed_from, lpips_skipped=result.lpips_skipped,
+                           train_s=round(result.train_s, 1),
+                           # Tune's node_ip is the same for every node of a one-host cluster; the node id is not
+                           node_id=ray.get_runtime_context().get_node_id())
+        (Path(d) / "trial.json").write_text(json.dumps(done.summary()))
+        tune.report({"step": result.step, **latest, **result.metrics, "done": 1},
                     checkpoint=tune.Checkpoint.from_directory(d))
 
 
-def _content_loop(*args, **kwargs):
-    from facesr.train.loops import train_content
-
-    return train_content(*args, **kwargs)
-
-
-def _gan_loop(*args, **kwargs):
-    from facesr.train.loops import train_gan
-
-    return train_gan(*args, **kwargs)
-
-
-_LOOPS: dict[str, LoopFn] = {"content": _content_loop, "gan": _gan_loop}
+def identity_tags(identity: RunIdentity) -> dict[str, str]:
+    return {"run_fingerprint": identity.fingerprint, "data_sha256": identity.data,
+            "code_sha256": identity.code, "init_sha256": identity.init or "-"}
 
 
 # --------------------------------------------------------------------------------------- driver
@@ -171,79 +154,68 @@ def fit_cpus(cpus: int, stage: str) -> int:
 
     largest = max((int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=0)
     if 0 < largest < cpus:
-        logging.getLogger(__name__).warning(
-            "%s.resources.cpus_per_trial is %d but the largest Ray node has %d CPU(s): each trial asks for %d",
-            stage, cpus, largest, largest)
+        log.warning("%s.resources.cpus_per_trial is %d but the largest Ray node has %d CPU(s): each trial asks "
+                    "for %d", stage, cpus, largest, largest)
         return largest
     return cpus
 
 
-def run_trials(*, stage: str, loop: str, trials: list[dict[str, Any]], data: Path, workdir: Path,
-               resources: dict[str, Any], max_failures: int,
-               mlflow_uri: str, experiment: str, parent_run_id: str, tags: dict[str, str],
-               init: Path | None = None) -> list[dict[str, Any]]:
-    """Run every trial under Ray Tune; one summary dict per trial (its trial.json, or its error)."""
+def run_trials(config: StageConfig, identities: list[RunIdentity], *, data: Path, workdir: Path, into: Path,
+               init: Path | None, mlflow_uri: str, parent_run_id: str, tags: dict[str, str]) -> list[TrialResult]:
+    """Run every trial under Ray Tune; one TrialResult per trial, its files collected under `into`."""
     import ray
     from ray import tune
 
     started = init_ray()
     try:
-        cpus = fit_cpus(int(resources["cpus_per_trial"]), stage)
+        cpus = fit_cpus(config.resources.cpus_per_trial, config.stage)
         # Ask the cluster, not this process: a CPU-only driver may steer a cluster of GPU nodes.
-        gpus = int(resources["gpus_per_trial"]) if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-        trainable = tune.with_resources(_trainable, {"cpu": cpus, "gpu": gpus})
-        param_space = {
-            "params": tune.grid_search(trials), "loop": loop, "cpus": cpus,
-            "data": str(data.resolve()), "workdir": str(workdir.resolve()),
-            "init": str(init.resolve()) if init else "", "mlflow_uri": mlflow_uri,
-            "experiment": experiment, "parent_run_id": parent_run_id, "tags": tags,
-        }
+        gpus = config.resources.gpus_per_trial if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        points = [{"trial": t.to_dict(), "identity": vars(i)} for t, i in zip(config.trials, identities)]
         tuner = tune.Tuner(
-            trainable,
-            param_space=param_space,
-            # no metric here: intermediate reports (at checkpoints) need not carry validation
-            # scores; the best trial per variant is chosen from the final reports (best_per_variant)
+            tune.with_resources(_trainable, {"cpu": cpus, "gpu": gpus}),
+            param_space={"point": tune.grid_search(points), "cpus": cpus, "data": str(data.resolve()), "workdir": str(workdir.resolve()),
+                         "init": str(init.resolve()) if init else "", "mlflow_uri": mlflow_uri,
+                         "experiment": config.mlflow.experiment, "parent_run_id": parent_run_id, "tags": tags},
+            # no metric here: intermediate reports (at checkpoints) need not carry validation scores;
+            # the best trial per variant is chosen from the final reports (best_per_variant)
             run_config=tune.RunConfig(
-                name=stage, storage_path=str((workdir / "ray").resolve()), verbose=0,
-                failure_config=tune.FailureConfig(max_failures=int(max_failures)),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            ),
+                name=config.stage, storage_path=str((workdir / "ray").resolve()), verbose=0,
+                failure_config=tune.FailureConfig(max_failures=config.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
         )
         grid = tuner.fit()
     finally:
         if started:
-            import ray
-
             ray.shutdown()
-    return _collect(grid)
-
-
-def _collect(grid) -> list[dict[str, Any]]:
-    out = []
+    results = []
     for result in grid:
-        params = result.config["params"] if result.config else {}
-        entry: dict[str, Any] = {"variant": params.get("variant"), "name": trial_name(params) if params else None}
+        point = result.config["point"]
+        trial, identity = trial_from_dict(point["trial"]), RunIdentity(**point["identity"])
+        name = trial_name(trial, identity)
         if result.error is not None or result.checkpoint is None or not result.metrics.get("done"):
-            entry["error"] = str(result.error or "trial ended without its final report")
-        else:
-            keep = Path(tempfile.mkdtemp(prefix="facesr-trial-"))
-            result.checkpoint.to_directory(str(keep))
-            entry.update(json.loads((keep / "trial.json").read_text()))
-            entry["files"] = str(keep)
-        out.append(entry)
-    return out
-
-
-def best_per_variant(summaries: list[dict[str, Any]], metric: str, mode: str) -> dict[str, dict[str, Any]]:
-    best: dict[str, dict[str, Any]] = {}
-    sign = 1.0 if mode == "max" else -1.0
-    for s in summaries:
-        if "error" in s:
+            mark_failed(mlflow_uri, workdir / name)
+            results.append(TrialResult(name=name, variant=trial.variant, fingerprint=identity.fingerprint,
+                                       error=str(result.error or "trial ended without its final report")))
             continue
-        value = s["metrics"].get(metric)
-        if value is None:
-            raise ParamsError(f"params select.metric: '{metric}' is not among the validation metrics "
-                              f"({', '.join(sorted(s['metrics']))})")
-        if s["variant"] not in best or sign * value > sign * best[s["variant"]]["metrics"][metric]:
-            best[s["variant"]] = s
+        keep = into / name
+        result.checkpoint.to_directory(str(keep))
+        fields = json.loads((keep / "trial.json").read_text())
+        results.append(TrialResult(**fields, files=keep))
+    return results
+
+
+def best_per_variant(results: list[TrialResult], metric: str, mode: str) -> dict[str, TrialResult]:
+    from facesr.config import ParamsError
+
+    best: dict[str, TrialResult] = {}
+    sign = 1.0 if mode == "max" else -1.0
+    for r in results:
+        if r.error is not None:
+            continue
+        if metric not in r.metrics:
+            raise ParamsError(f"select.metric: '{metric}' is not among the validation metrics "
+                              f"({', '.join(sorted(r.metrics))})")
+        if r.variant not in best or sign * r.metrics[metric] > sign * best[r.variant].metrics[metric]:
+            best[r.variant] = r
     return best

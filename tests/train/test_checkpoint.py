@@ -7,7 +7,9 @@ from helpers import PARTS
 
 from facesr.train.checkpoint import (
     CheckpointError,
+    RunIdentity,
     load_checkpoint,
+    resume_from,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -19,15 +21,34 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
     random.seed(1), np.random.seed(1), torch.manual_seed(1)
     save_checkpoint(tmp_path, {"params": {"a": 1}, "rng": rng_state()})
     first = (random.random(), np.random.rand(), torch.rand(3))
-    set_rng_state(load_checkpoint(tmp_path / "last.pt", params={"a": 1})["rng"])
+    set_rng_state(load_checkpoint(tmp_path / "last.pt")["rng"])
     again = (random.random(), np.random.rand(), torch.rand(3))
     assert first[0] == again[0] and first[1] == again[1] and torch.equal(first[2], again[2])
 
 
-def test_checkpoint_of_other_params_or_garbage_is_refused(tmp_path):
-    save_checkpoint(tmp_path, {"params": {"lr": 1.0e-4, "seed": 0}})
-    with pytest.raises(CheckpointError, match="lr"):
-        load_checkpoint(tmp_path / "last.pt", params={"lr": 2.0e-4, "seed": 0})
+def _identity(**over) -> RunIdentity:
+    return RunIdentity(**{"params": "p", "data": "d", "init": "", "code": "c", **over})
+
+
+def test_resume_takes_the_latest_readable_checkpoint_of_the_same_identity(tmp_path):
+    me = _identity()
+    for step in (2, 4):
+        save_checkpoint(tmp_path, {"identity": me.as_dict(), "step": step})
+    assert load_checkpoint(tmp_path / "previous.pt")["step"] == 2
+    assert resume_from(tmp_path, me)["step"] == 4
+    # Ray's copy is newer than the local ones (a retry on a node that had an older workdir)
+    save_checkpoint(tmp_path / "ray", {"identity": me.as_dict(), "step": 6})
+    (tmp_path / "ray" / "last.pt").rename(tmp_path / "ray.pt")
+    assert resume_from(tmp_path, me)["step"] == 6
+    (tmp_path / "ray.pt").write_bytes(b"truncated")
+    (tmp_path / "last.pt").write_bytes((tmp_path / "last.pt").read_bytes()[:100])
+    assert resume_from(tmp_path, me)["step"] == 2
+    # nothing of another identity is ever resumed, whatever its step
+    for changed in ("params", "data", "init", "code"):
+        assert resume_from(tmp_path, _identity(**{changed: "other"})) is None
+
+
+def test_garbage_is_refused(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="bad.pt"):

@@ -32,9 +32,10 @@ def test_train_stage_2_variants_x_2_seeds_with_a_retry_each(prepared_small, tmp_
 
     from stages import train
 
-    # every trial raises once, right after its step-2 checkpoint; max_failures=1 retries it from there
+    # every trial cuts its last.pt (step 2) in half at step 3 and dies; max_failures=1 retries it,
+    # which falls back to the copy of that checkpoint Ray kept (there is no previous.pt yet)
     monkeypatch.setenv("FACESR_FAULT_STEP", "3")
-    monkeypatch.setenv("FACESR_FAULT_MODE", "raise")
+    monkeypatch.setenv("FACESR_FAULT_MODE", "corrupt")
     out = tmp_path / "out"
     summary = train.run(tiny_section(), data=prepared_small, models=out / "models", metrics=out / "train.json",
                         curves=out / "curves", workdir=tmp_path / "runs", smoke_test=True)
@@ -45,7 +46,10 @@ def test_train_stage_2_variants_x_2_seeds_with_a_retry_each(prepared_small, tmp_
     assert written["variants"]["method1"]["step"] == 4 and len(written["trials"]) == 4
     # training seconds survive the retry (carried in the checkpoint's history): the equal-wall-clock axis
     assert all(t["train_s"] > 0 for t in written["trials"])
-    assert all(t["error"] is None for t in written["trials"])
+    assert all(t["error"] is None and t["resumed_from"] == 2 and t["step"] == 4 for t in written["trials"])
+    identity = written["identity"]
+    assert set(identity) == {"data", "init", "code"} and identity["init"] == ""
+    assert len({t["fingerprint"] for t in written["trials"]}) == 4
     assert all(len(list(d.glob(".fault_fired_3"))) == 1 for d in (tmp_path / "runs").glob("*-*") if d.is_dir()
                and d.name != "ray")
 
@@ -58,6 +62,8 @@ def test_train_stage_2_variants_x_2_seeds_with_a_retry_each(prepared_small, tmp_
     for run in runs:
         assert run.info.status == "FINISHED"
         assert {"git_commit", "dvc_stage", "params_hash", "profile", "hardware"} <= set(run.data.tags)
+        assert run.data.tags["data_sha256"] == identity["data"] and run.data.tags["code_sha256"] == identity["code"]
+        assert run.data.tags["run_fingerprint"] in {t["fingerprint"] for t in written["trials"]}
         assert "val_psnr" in run.data.metrics and "loss" in run.data.metrics
         # the retry reopened this run (no 5th nested run) and re-logged step 3 with the same value
         losses = client.get_metric_history(run.info.run_id, "loss")

@@ -1,0 +1,197 @@
+"""Typed, frozen configs of the training stages, parsed once at the stage boundary.
+
+The field names are the params.yaml keys (docs/training.md): `parse` turns a section into these
+dataclasses or raises a ParamsError naming the file, the key and the allowed values. Below the
+stage nothing indexes a dict of params or casts a value again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from facesr.config import AT_LEAST_1, ParamsError, parse
+
+
+@dataclass(frozen=True)
+class RMSProp:
+    alpha: float
+    eps: float
+    momentum: float
+    weight_decay: float
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: Literal["none", "multistep", "cosine"]
+    milestones: tuple[float, ...]  # fractions of `steps`, so a profile can change steps alone
+    gamma: float
+    eta_min: float
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    w_coarse: float
+    w_parsing: float
+    w_fine: float
+
+
+@dataclass(frozen=True)
+class Loop:
+    """The loop settings both stages share (`train.loop` and `train_gan.loop`)."""
+
+    seed: int
+    rmsprop: RMSProp
+    lr_schedule: Schedule
+    batch_size: int = field(metadata=AT_LEAST_1)
+    steps: int
+    loss_weights: LossWeights
+    hflip: bool
+    log_every: int = field(metadata=AT_LEAST_1)
+    val_every: int = field(metadata=AT_LEAST_1)
+    ckpt_every: int = field(metadata=AT_LEAST_1)
+    val_faces: int
+    sample_faces: int
+    val_lpips: bool
+    device: Literal["auto", "cpu", "cuda"]
+    precision: Literal["fp32", "bf16"]  # bf16 autocast on CUDA; fp32 elsewhere
+    channels_last: bool  # CUDA only
+    compile: bool  # torch.compile of the generator's forward
+    num_workers: int
+
+
+@dataclass(frozen=True)
+class ContentLoop(Loop):
+    lr: float
+
+
+@dataclass(frozen=True)
+class GanLoop(Loop):
+    lr_g: float
+    lr_d: float
+    alpha: float  # G loss = alpha * content + beta * VGG + gamma * adversarial
+    beta: float
+    gamma: float
+    perceptual_net: Literal["vgg19", "vgg16"]
+    discriminator_args: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One training run: a variant's model (none for the GAN: it comes from --init) and its loop."""
+
+    variant: str
+    model: str | None
+    model_args: dict[str, Any] | None
+    loop: ContentLoop | GanLoop
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def params_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Variant:
+    registered_name: str
+    model: str | None = None
+    model_args: dict[str, Any] | None = None
+    loop: dict[str, Any] = field(default_factory=dict)  # this variant's loop overrides
+
+
+@dataclass(frozen=True)
+class Select:
+    metric: str
+    mode: Literal["max", "min"]
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus_per_trial: int = field(metadata=AT_LEAST_1)
+    gpus_per_trial: int  # asked for only where the cluster has GPUs
+
+
+@dataclass(frozen=True)
+class Mlflow:
+    tracking_uri: str
+    experiment: str
+    profile: str
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    stage: str
+    variants: dict[str, Variant]
+    select: Select
+    resources: Resources
+    max_failures: int
+    mlflow: Mlflow
+    trials: tuple[Trial, ...]
+    section: dict[str, Any]  # as read, for MLflow's params
+
+
+# ------------------------------------------------------------------------------------ parsing
+
+def expand_grid(search: Any, where: str) -> list[dict[str, Any]]:
+    """The cartesian product of the search lists, in a stable order."""
+    if not isinstance(search, Mapping):
+        raise ParamsError(f"{where}: expected a mapping of loop key -> list of values")
+    for key, values in search.items():
+        if not isinstance(values, list) or not values:
+            raise ParamsError(f"{where}.{key}: expected a non-empty list of values")
+    keys = sorted(search)
+    return [dict(zip(keys, values)) for values in itertools.product(*(search[k] for k in keys))]
+
+
+SECTION_KEYS = ("variants", "search", "select", "loop", "resources", "max_failures", "smoke_test", "mlflow")
+
+
+def parse_stage(section: Mapping[str, Any], *, stage: str, gan: bool, smoke_test: bool,
+                source: str = "params.yaml") -> StageConfig:
+    """A `train`/`train_gan` section -> StageConfig with one Trial per (variant x search point).
+
+    A trial's loop is the section's `loop`, then the variant's own `loop` overrides (e.g. more
+    steps for an equal-wall-clock baseline), then the grid point, then the smoke-test sizes.
+    """
+    where = f"{source}: {stage}"
+    if missing := [k for k in SECTION_KEYS if k not in section]:
+        raise ParamsError(f"{where}: missing key(s) {', '.join(missing)}")
+    if unknown := sorted(set(section) - set(SECTION_KEYS)):
+        raise ParamsError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    if not isinstance(section["variants"], Mapping) or not section["variants"]:
+        raise ParamsError(f"{where}.variants: expected a mapping of variant name -> settings")
+    variants = {name: parse(Variant, spec, f"{where}.variants.{name}") for name, spec in section["variants"].items()}
+    loop_type = GanLoop if gan else ContentLoop
+    base = dict(section["loop"])
+    smoke = dict(section["smoke_test"]) if smoke_test else {}
+    trials = []
+    for name, spec in variants.items():
+        if gan and spec.model is not None:
+            raise ParamsError(f"{where}.variants.{name}: the GAN's generator comes from --init; drop 'model'")
+        if not gan and (spec.model is None or spec.model_args is None):
+            raise ParamsError(f"{where}.variants.{name}: missing key(s) model, model_args")
+        for point in expand_grid(section["search"], f"{where}.search"):
+            for label, keys in ((f"variants.{name}.loop", spec.loop), ("search", point), ("smoke_test", smoke)):
+                if unknown := sorted(set(keys) - set(base)):
+                    raise ParamsError(f"{where}.{label}: {', '.join(unknown)} not a training setting "
+                                      f"(valid: {', '.join(sorted(base))})")
+            loop = parse(loop_type, {**base, **spec.loop, **point, **smoke}, f"{where}.loop (variant {name})")
+            trials.append(Trial(name, spec.model, spec.model_args, loop))
+    return StageConfig(stage=stage, variants=variants, select=parse(Select, section["select"], f"{where}.select"),
+                       resources=parse(Resources, section["resources"], f"{where}.resources"),
+                       max_failures=parse(int, section["max_failures"], f"{where}.max_failures"),
+                       mlflow=parse(Mlflow, section["mlflow"], f"{where}.mlflow"), trials=tuple(trials),
+                       section=dict(section))
+
+
+def trial_from_dict(data: Mapping[str, Any]) -> Trial:
+    """Rebuild a Trial from `Trial.to_dict()` (Ray's config, a checkpoint's params)."""
+    loop_type = ContentLoop if data["model"] is not None else GanLoop
+    return Trial(data["variant"], data["model"], data["model_args"], parse(loop_type, data["loop"], "trial.loop"))

@@ -1,0 +1,316 @@
+"""The training loop: one skeleton, a content step (SRResNet, Method 1) and a GAN step (Method 2).
+
+`train` reads top to bottom: set up (seed, task = model + losses + optimizers, resume, data), then
+per step: batch -> task step -> log -> validate every ``val_every`` -> checkpoint every
+``ckpt_every`` (and at the end) -> export. A run killed at any point and started again with the
+same workdir and identity ends with the same weights as an uninterrupted one (on CPU, fixed seed):
+batches are a function of (seed, step) and every RNG, optimizer and scheduler state is in the
+checkpoint. Ray and MLflow stay outside: they listen through `on_event`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from facesr.data.packed import read_manifest
+from facesr.losses import ContentLoss, PerceptualLoss, discriminator_loss, generator_adversarial_loss
+from facesr.metrics import psnr
+from facesr.models import build_model, load_generator, save_generator, sr_of
+from facesr.train.checkpoint import RunIdentity, resume_from, rng_state, save_checkpoint, set_rng_state
+from facesr.train.config import ContentLoop, GanLoop, RMSProp, Schedule, Trial
+from facesr.train.data import StepBatchSampler, flip_batch, flip_permutation
+from facesr.train.validate import Validator, last_val, write_curves
+
+# Called as on_event(kind, step, payload): kind "train"/"val" with a dict of floats, "sample"
+# with a PNG path, "checkpoint" with the checkpoint path, "resumed" with the history so far. Ray reporting and MLflow logging hook here.
+EventHook = Callable[[str, int, Any], None]
+FAULT_STEP_ENV, FAULT_MODE_ENV = "FACESR_FAULT_STEP", "FACESR_FAULT_MODE"
+
+
+class TrainConfigError(ValueError):
+    """A trial that cannot run here (CUDA asked for but absent, a GAN init that is not Method 1)."""
+
+
+class InjectedFault(RuntimeError):
+    """Raised by the fault-injection hook (FACESR_FAULT_STEP) to exercise retries and resume."""
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    step: int
+    resumed_from: int
+    metrics: dict[str, float]
+    generator: Path
+    curves: Path
+    lpips_skipped: str | None
+    train_s: float
+
+
+# ----------------------------------------------------------------------------------------- setup
+
+def pick_device(want: str) -> torch.device:
+    if want == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if want == "cuda" and not torch.cuda.is_available():
+        raise TrainConfigError("loop.device: cuda requested but no CUDA device is available")
+    return torch.device(want)
+
+
+def seed_everything(seed: int, device: torch.device) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if device.type == "cpu":
+        # bitwise-equal resume is promised on CPU; warn_only keeps ops without a deterministic
+        # kernel usable instead of failing a multi-hour run
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def make_optimizer(parameters, lr: float, rmsprop: RMSProp) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(parameters, lr=lr, alpha=rmsprop.alpha, eps=rmsprop.eps,
+                               momentum=rmsprop.momentum, weight_decay=rmsprop.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, schedule: Schedule, steps: int):
+    sched = torch.optim.lr_scheduler
+    if schedule.name == "multistep":
+        milestones = sorted({max(1, round(f * steps)) for f in schedule.milestones})
+        return sched.MultiStepLR(optimizer, milestones=milestones, gamma=schedule.gamma)
+    if schedule.name == "cosine":
+        return sched.CosineAnnealingLR(optimizer, T_max=max(1, steps), eta_min=schedule.eta_min)
+    return sched.LambdaLR(optimizer, lambda _step: 1.0)
+
+
+def autocast_for(device: torch.device, precision: str):
+    if device.type == "cuda" and precision == "bf16":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _check_finite(step: int, **losses: torch.Tensor) -> None:
+    bad = {k: float(v) for k, v in losses.items() if not math.isfinite(float(v.detach()))}
+    if bad:
+        raise FloatingPointError(f"step {step}: {bad}; lower the learning rate(s) or check the data")
+
+
+# ----------------------------------------------------------------------------------------- tasks
+
+class ContentTask:
+    """SRResNet / Method 1 trained with the content loss (coarse + parsing + fine MSE)."""
+
+    def __init__(self, trial: Trial, cfg: ContentLoop, device: torch.device, init: Path | None):
+        self.generator = build_model(trial.model, **trial.model_args).to(device)
+        self.loss = ContentLoss(**vars(cfg.loss_weights)).to(device)
+        self.optimizer = make_optimizer(self.generator.parameters(), cfg.lr, cfg.rmsprop)
+        self.scheduler = make_scheduler(self.optimizer, cfg.lr_schedule, cfg.steps)
+        self.modules = {"model": self.generator, "optimizer": self.optimizer, "scheduler": self.scheduler}
+
+    def step(self, step: int, batch: dict[str, torch.Tensor], forward: nn.Module, autocast):
+        with autocast:
+            out = forward(batch["lr"])
+            loss, parts = self.loss(out, batch["hr"], batch["parsing"])
+        _check_finite(step, loss=loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return {"loss": float(loss.detach()), **{f"loss_{k}": float(v.detach()) for k, v in parts.items()}}, sr_of(out)
+
+
+class GanTask:
+    """Method 2: the generator starts from the Method 1 export `init`; D and G alternate (SRGAN order).
+
+    G minimises ``alpha*L_content + beta*L_vgg + gamma*L_adv``; D the BCE of real vs fake logits.
+    """
+
+    def __init__(self, trial: Trial, cfg: GanLoop, device: torch.device, init: Path | None):
+        self.generator, meta = load_generator(init, map_location=device)
+        if meta["model"] != "method1":
+            raise TrainConfigError(f"{init}: the GAN starts from a method1 generator, this file holds '{meta['model']}'")
+        self.disc = build_model("discriminator", **cfg.discriminator_args).to(device)
+        self.loss = ContentLoss(**vars(cfg.loss_weights)).to(device)
+        self.perceptual = PerceptualLoss(net=cfg.perceptual_net).to(device)
+        self.optimizer = make_optimizer(self.generator.parameters(), cfg.lr_g, cfg.rmsprop)
+        self.opt_d = make_optimizer(self.disc.parameters(), cfg.lr_d, cfg.rmsprop)
+        self.scheduler = make_scheduler(self.optimizer, cfg.lr_schedule, cfg.steps)
+        self.sched_d = make_scheduler(self.opt_d, cfg.lr_schedule, cfg.steps)
+        self.weights = (cfg.alpha, cfg.beta, cfg.gamma)
+        self.modules = {"model": self.generator, "discriminator": self.disc, "optimizer": self.optimizer,
+                        "optimizer_d": self.opt_d, "scheduler": self.scheduler, "scheduler_d": self.sched_d}
+
+    def step(self, step: int, batch: dict[str, torch.Tensor], forward: nn.Module, autocast):
+        alpha, beta, gamma = self.weights
+        # D step on a detached fake, then the G step against the updated D
+        with autocast:
+            out = forward(batch["lr"])
+            sr = sr_of(out)
+            d_loss = discriminator_loss(self.disc(batch["hr"]), self.disc(sr.detach()))
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        with autocast:
+            l_content, parts = self.loss(out, batch["hr"], batch["parsing"])
+            l_vgg = self.perceptual(sr, batch["hr"])
+            l_adv = generator_adversarial_loss(self.disc(sr))
+            g_loss = alpha * l_content + beta * l_vgg + gamma * l_adv
+        _check_finite(step, g_loss=g_loss, d_loss=d_loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.sched_d.step()
+        row = {"loss": g_loss, "loss_d": d_loss, "loss_content": l_content, "loss_vgg": l_vgg, "loss_adv": l_adv,
+               **{f"loss_{k}": v for k, v in parts.items()}}
+        return {k: float(v.detach()) for k, v in row.items()}, sr
+
+
+# ------------------------------------------------------------------------------------------ loop
+
+def train(trial: Trial, *, data_root: str | Path, workdir: str | Path, identity: RunIdentity,
+          init: str | Path | None = None, on_event: EventHook | None = None) -> LoopResult:
+    """Train one trial in `workdir` (last.pt, previous.pt, curves.csv, samples/, generator.pt)."""
+    cfg, data_root, workdir = trial.loop, Path(data_root), Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    emit = on_event or (lambda kind, step, payload: None)
+    device = pick_device(cfg.device)
+    channels_last = cfg.channels_last and device.type == "cuda"
+    autocast = autocast_for(device, cfg.precision)
+
+    seed_everything(cfg.seed, device)
+    task = (GanTask if isinstance(cfg, GanLoop) else ContentTask)(trial, cfg, device, Path(init) if init else None)
+    if channels_last:
+        for module in task.modules.values():
+            if isinstance(module, nn.Module):
+                module.to(memory_format=torch.channels_last)
+    forward = torch.compile(task.generator) if cfg.compile else task.generator
+
+    step, history = 0, []
+    ckpt = resume_from(workdir, identity, map_location=device)
+    if ckpt is not None:
+        for key, module in task.modules.items():
+            module.load_state_dict(ckpt[key])
+        set_rng_state(ckpt["rng"])
+        step, history = int(ckpt["step"]), list(ckpt["history"])
+        emit("resumed", step, history)
+    start = step
+
+    train_set, perm = _train_set(data_root), flip_permutation(read_manifest(data_root)["parts"])
+    sampler = StepBatchSampler(len(train_set), cfg.batch_size, cfg.seed, cfg.steps, start=start,
+                               where=f"{data_root}/train")
+    loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers,
+                                         pin_memory=device.type == "cuda")
+    validator = Validator(data_root, faces=cfg.val_faces, sample_faces=cfg.sample_faces,
+                          use_lpips=cfg.val_lpips, device=device, batch_size=cfg.batch_size)
+
+    for module in task.modules.values():
+        if isinstance(module, nn.Module):
+            module.train()
+    bar = _progress(cfg.steps, step, f"train {trial.variant}")
+    started = tick = time.perf_counter()
+    train_s = _train_s(history)
+    for batch in loader:
+        step += 1
+        if cfg.hflip:
+            batch = flip_batch(batch, seed=cfg.seed, step=step, perm=perm)
+        batch = _to_device(batch, device, channels_last)
+        losses, sr = task.step(step, batch, forward, autocast)
+        bar.update(1)
+        train_s += time.perf_counter() - tick
+
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            row = {"step": step, **losses, "train_psnr": _batch_psnr(sr, batch["hr"]),
+                   "lr": task.scheduler.get_last_lr()[0],
+                   "images_per_s": (step - start) * cfg.batch_size / max(time.perf_counter() - started, 1e-9),
+                   "train_s": train_s}
+            history.append(row)
+            emit("train", step, row)
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            scores, samples = validator(task.generator, autocast)
+            history.append({"step": step, **scores})
+            emit("val", step, scores)
+            emit("sample", step, validator.save_grid(samples, workdir / "samples" / f"step_{step:06d}.png"))
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            path = save_checkpoint(workdir, {
+                "identity": identity.as_dict(), "params": trial.to_dict(), "step": step,
+                **{key: module.state_dict() for key, module in task.modules.items()},
+                "rng": rng_state(), "history": history})
+            write_curves(workdir / "curves.csv", history)
+            emit("checkpoint", step, path)
+        _maybe_fault(workdir, step)
+        tick = time.perf_counter()
+    bar.close()
+
+    # a run of 0 steps exports the initial generator, still validated so it can be compared
+    final = last_val(history) or validator(task.generator, autocast)[0]
+    if not (workdir / "curves.csv").exists():
+        write_curves(workdir / "curves.csv", history)
+    generator = save_generator(workdir / "generator.pt", task.generator.cpu(), params=trial.to_dict(),
+                               metrics=final, extra={"step": step, "identity": identity.as_dict(),
+                                                     **({"init": str(init)} if init else {})})
+    return LoopResult(step=step, resumed_from=start, metrics=final, generator=generator,
+                      curves=workdir / "curves.csv", lpips_skipped=validator.lpips_error, train_s=_train_s(history))
+
+
+# --------------------------------------------------------------------------------------- helpers
+
+def _train_set(data_root: Path):
+    from facesr.data import FaceSRDataset
+
+    return FaceSRDataset(data_root, "train", hflip=False)  # flips are (seed, step)-determined, below
+
+
+def _progress(total: int, initial: int, desc: str):
+    from tqdm import tqdm
+
+    disable = os.environ.get("FACESR_NO_PROGRESS") == "1" or not sys.stderr.isatty()
+    return tqdm(total=total, initial=initial, desc=desc, disable=disable, dynamic_ncols=True)
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device, channels_last: bool) -> dict[str, torch.Tensor]:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return {k: v.to(device, non_blocking=True, memory_format=fmt) if v.dim() == 4 else v.to(device)
+            for k, v in batch.items()}
+
+
+def _batch_psnr(sr: torch.Tensor, hr: torch.Tensor) -> float:
+    return float(psnr(sr.detach().float().clamp(0, 1), hr.float()).mean())
+
+
+def _train_s(history: list[dict[str, float]]) -> float:
+    """Seconds spent in training steps so far (data loading included; validation and checkpoints
+    not), carried in the history so that a resumed run keeps counting: the equal-wall-clock axis."""
+    return next((float(r["train_s"]) for r in reversed(history) if "train_s" in r), 0.0)
+
+
+def _maybe_fault(workdir: Path, step: int) -> None:
+    """Chaos hook for tests and drills: fail once at step N (raise, SIGKILL, or truncate last.pt and raise).
+
+    A marker file makes it fire once per workdir, so the retried/resumed run gets past it.
+    """
+    target = os.environ.get(FAULT_STEP_ENV)
+    if not target or int(target) != step or (workdir / f".fault_fired_{step}").exists():
+        return
+    (workdir / f".fault_fired_{step}").touch()
+    mode = os.environ.get(FAULT_MODE_ENV, "raise")
+    if mode == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if mode == "corrupt":
+        last = workdir / "last.pt"
+        last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    raise InjectedFault(f"injected fault at step {step} ({FAULT_STEP_ENV}, mode {mode})")

@@ -1,0 +1,70 @@
+"""Trial expansion and typed configs: variants x search grid, overrides, smoke sizes, clear errors."""
+
+import copy
+
+import pytest
+
+from facesr.config import ParamsError, load_section
+from facesr.train.config import ContentLoop, GanLoop, parse_stage
+from tests.conftest import REPO
+
+
+def section(**variant_loop) -> dict:
+    sec = load_section(REPO / "params.yaml", "train", profile="demo")
+    sec["variants"]["srresnet_long"] = {"model": "srresnet", "model_args": {"num_feat": 8},
+                                        "registered_name": "b", "loop": variant_loop}
+    sec["search"] = {"seed": [0, 1]}
+    return sec
+
+
+def test_a_variant_overrides_the_loop_for_its_own_trials_only():
+    config = parse_stage(section(steps=165), stage="train", gan=False, smoke_test=False)
+    steps = {(t.variant, t.loop.seed): t.loop.steps for t in config.trials}
+    assert steps == {(v, s): 165 if v == "srresnet_long" else 600
+                     for v in ("srresnet", "method1", "srresnet_long") for s in (0, 1)}
+    assert [t.variant for t in config.trials][:2] == ["srresnet", "srresnet"]  # the file's variant order
+    assert all(isinstance(t.loop, ContentLoop) and t.loop.lr == 2.5e-4 for t in config.trials)
+    assert len({t.params_hash for t in config.trials}) == 6
+
+
+def test_smoke_test_sizes_win_over_a_variants_overrides():
+    config = parse_stage(section(steps=165), stage="train", gan=False, smoke_test=True)
+    assert {t.loop.steps for t in config.trials} == {4}
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s["variants"]["srresnet_long"]["loop"].update(stepz=1),
+     r"params\.yaml: train\.variants\.srresnet_long\.loop: stepz not a training setting \(valid: batch_size"),
+    (lambda s: s["loop"].update(precision="fp16"),
+     r"train\.loop \(variant srresnet\)\.precision: 'fp16' is not one of fp32, bf16"),
+    (lambda s: s["loop"]["lr_schedule"].update(name="step"),
+     r"lr_schedule\.name: 'step' is not one of none, multistep, cosine"),
+    (lambda s: s["loop"].update(lr="2e-4"), r"\.lr: expected a number, got '2e-4' \(YAML reads 2e-4 as a string"),
+    (lambda s: s["loop"].update(batch_size=0), r"\.batch_size: 0 is less than 1"),
+    (lambda s: s["loop"].pop("hflip"), r"train\.loop \(variant srresnet\): missing key\(s\) hflip"),
+    (lambda s: s["select"].update(mode="best"), r"train\.select\.mode: 'best' is not one of max, min"),
+    (lambda s: s["variants"]["method1"].pop("model"), r"train\.variants\.method1: missing key\(s\) model"),
+    (lambda s: s.pop("mlflow"), r"train: missing key\(s\) mlflow"),
+])
+def test_bad_params_name_the_file_the_key_and_the_allowed_values(edit, message):
+    sec = copy.deepcopy(section())
+    edit(sec)
+    with pytest.raises(ParamsError, match=message):
+        parse_stage(sec, stage="train", gan=False, smoke_test=False, source="params.yaml")
+
+
+def test_the_gan_section_parses_to_gan_trials_without_a_model():
+    sec = load_section(REPO / "params.yaml", "train_gan", profile="demo")
+    config = parse_stage(sec, stage="train_gan", gan=True, smoke_test=False)
+    (trial,) = config.trials
+    assert isinstance(trial.loop, GanLoop) and trial.model is None and trial.loop.perceptual_net == "vgg16"
+    sec["variants"]["method2"]["model"] = "method1"
+    with pytest.raises(ParamsError, match="comes from --init"):
+        parse_stage(sec, stage="train_gan", gan=True, smoke_test=False)
+
+
+def test_every_profile_parses():
+    for profile in sorted(p.stem for p in (REPO / "profiles").glob("*.yaml")):
+        for stage, gan in (("train", False), ("train_gan", True)):
+            parse_stage(load_section(REPO / "params.yaml", stage, profile=profile), stage=stage, gan=gan,
+                        smoke_test=False, source=f"profiles/{profile}.yaml")
