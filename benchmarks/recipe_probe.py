@@ -5,7 +5,7 @@
 
 A quick way to compare recipe choices (learning rate, width, depth, loss weights) before spending a
 full `dvc exp run` on one: the trial is exactly what the train stage runs for that variant (the
-profile's merged `train` section, `build_trials`, `train_content`), minus Ray and MLflow, with
+profile's merged `train` section, `parse_stage`, `facesr.train.loop.train`), minus Ray and MLflow, with
 `--set loop_key=value` and `--model-arg key=value` applied on top (values are YAML: `1.25e-4` is a
 float here, `{w_coarse: 0.25, w_parsing: 1.0, w_fine: 1.0}` a mapping). Each run appends one row to
 `--out` with the overrides, the final val scores, the wall time and the machine. `--smoke-test` uses
@@ -41,24 +41,22 @@ def _pairs(items: list[str], what: str) -> dict:
 
 
 def probe_trial(params_path: Path, profile: str, variant: str, loop: dict, model_args: dict,
-                smoke_test: bool) -> dict:
-    """The train stage's trial params for `variant` under `profile`, with the overrides applied."""
-    from facesr.train.driver import build_trials
+                smoke_test: bool):
+    """The train stage's trial for `variant` under `profile`, with the overrides applied."""
+    from facesr.train.config import parse_stage
 
     section = load_section(params_path, "train", profile=profile)
-    trials = [t for t in build_trials(section, where="train", smoke_test=False) if t["variant"] == variant]
-    if not trials:
+    if variant not in section["variants"]:
         raise ParamsError(f"profile {profile!r}: no train variant {variant!r} "
                           f"(has {', '.join(section['variants'])})")
-    params = trials[0]
-    unknown = sorted(set(loop) - set(params))
+    unknown = sorted(set(loop) - set(section["loop"]))
     if unknown:
         raise ParamsError(f"--set {', '.join(unknown)}: not a train.loop setting")
-    params.update(loop)
-    params["model_args"].update(model_args)
-    if smoke_test:
-        params.update(section["smoke_test"])
-    return params
+    section["variants"] = {variant: section["variants"][variant]}
+    section["search"] = {}
+    section["loop"].update(loop, val_lpips=False)
+    section["variants"][variant]["model_args"].update(model_args)
+    return parse_stage(section, stage="train", gan=False, smoke_test=smoke_test, source=str(params_path)).trials[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,20 +74,22 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import torch
-    from facesr.train.loops import train_content
 
     from facesr.tracking import hardware
+    from facesr.train.checkpoint import RunIdentity
+    from facesr.train.driver import shared_identity
+    from facesr.train.loop import train
 
     loop, model_args = _pairs(args.set, "--set"), _pairs(args.model_arg, "--model-arg")
-    params = probe_trial(Path(args.params), args.profile, args.variant, loop, model_args, args.smoke_test)
-    params["val_lpips"] = False
+    trial = probe_trial(Path(args.params), args.profile, args.variant, loop, model_args, args.smoke_test)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
+    identity = RunIdentity(params=trial.params_hash, **shared_identity(Path(args.data), None))
     with tempfile.TemporaryDirectory() as tmp:
-        result = train_content(params, data_root=args.data, workdir=args.workdir or tmp)
+        result = train(trial, data_root=args.data, workdir=args.workdir or tmp, identity=identity)
     row = {"profile": args.profile, "variant": args.variant, "set": loop, "model_args": model_args,
-           "steps": params["steps"], "threads": args.threads, "smoke_test": args.smoke_test,
-           "val": {k: round(v, 4) for k, v in result["metrics"].items()},
+           "steps": trial.loop.steps, "threads": args.threads, "smoke_test": args.smoke_test,
+           "val": {k: round(v, 4) for k, v in result.metrics.items()},
            "wall_s": round(time.perf_counter() - started, 1), "machine": hardware(),
            "date": time.strftime("%Y-%m-%d")}
     out = Path(args.out)

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/train_throughput.py [--steps 3] [--warmup 1] [--batch 16]
         [--models srresnet method1 gan] [--out benchmarks/train_throughput.json]
 
-One step = what facesr.train.loops does per batch: forward, loss (Method 1's content loss; for
+One step = what facesr.train.loop does per batch: forward, loss (Method 1's content loss; for
 `gan` a D step plus the G step with content + VGG16 + adversarial terms), backward, RMSProp. The
 models have the thesis sizes (build_model defaults). Each case runs in a fresh subprocess so that
 its peak memory is its own (CPU: peak RSS of the process; CUDA: torch.cuda.max_memory_allocated).

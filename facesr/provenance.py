@@ -29,9 +29,20 @@ def module_file(name: str, root: Path = ROOT) -> Path | None:
     return None
 
 
-def _imported_names(tree: ast.AST, module: str, is_package: bool) -> Iterable[str]:
+def _nodes(tree: ast.AST, top_level_only: bool) -> Iterable[ast.AST]:
+    """Every node, or, with `top_level_only`, those that run on import (not inside a function)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if not (top_level_only and isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))):
+                todo.append(child)
+
+
+def _imported_names(tree: ast.AST, module: str, is_package: bool, top_level_only: bool) -> Iterable[str]:
     package = module if is_package else module.rpartition(".")[0]
-    for node in ast.walk(tree):
+    for node in _nodes(tree, top_level_only):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -52,27 +63,34 @@ def _imported_names(tree: ast.AST, module: str, is_package: bool) -> Iterable[st
 
 
 def import_closure(modules: Iterable[str], root: Path = ROOT) -> dict[str, Path]:
-    """Every project module (name -> file) that importing `modules` can run, parents included."""
+    """Every project module (name -> file) that importing `modules` can run, parents included.
+
+    A module that is imported gets its function bodies' imports followed too (any of its functions
+    may be called); a package that only runs as the parent of one (``facesr`` for ``facesr.train``)
+    runs its top-level code alone, so only that code's imports are followed.
+    """
     found: dict[str, Path] = {}
-    todo = list(modules)
+    full: set[str] = set()
+    todo = [(name, True) for name in modules]
     while todo:
-        name = todo.pop()
+        name, whole = todo.pop()
         if name.endswith(".*"):
             pkg = module_file(name[:-2], root)
             if pkg is not None and pkg.name == "__init__.py":
-                todo += [f"{name[:-2]}.{p.stem}" for p in pkg.parent.glob("*.py") if p.stem != "__init__"]
-                todo.append(name[:-2])
+                todo += [(f"{name[:-2]}.{p.stem}", True) for p in pkg.parent.glob("*.py") if p.stem != "__init__"]
             continue
-        if name in found or name.split(".")[0] not in PROJECT_PACKAGES:
+        if name in full or (name in found and not whole) or name.split(".")[0] not in PROJECT_PACKAGES:
             continue
         path = module_file(name, root)
         if path is None:
             continue  # `from pkg import function`: the name is not a module
         found[name] = path
+        if whole:
+            full.add(name)
         parts = name.split(".")
-        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # importing a.b.c runs a and a.b first
+        todo += [(".".join(parts[:i]), False) for i in range(1, len(parts))]  # importing a.b.c runs a and a.b
         tree = ast.parse(path.read_text(), filename=str(path))
-        todo += list(_imported_names(tree, name, path.name == "__init__.py"))
+        todo += [(n, True) for n in _imported_names(tree, name, path.name == "__init__.py", not whole)]
     return found
 
 

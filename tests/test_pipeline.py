@@ -177,6 +177,42 @@ def test_train_gan_param_reruns_only_its_downstream(repo, env, where):
     assert ran_stages(proc.stdout) == ["train_gan", "evaluate", "report"]
 
 
+def _weights(path: Path) -> dict:
+    import torch
+
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def test_changed_data_retrains_from_step_0_and_never_reuses_a_checkpoint(repo, env):
+    """Issue 14: the prepared data changes -> train and train_gan run every trial from step 0 (their
+    run identity names the new data and, for the GAN, the new Method 1), the exports differ."""
+    import torch
+
+    before = {name: json.loads((repo / "metrics" / f"{name}.json").read_text()) for name in ("train", "train_gan")}
+    old = {p: _weights(repo / "models" / p) for p in ("train/method1.pt", "train/srresnet.pt", "gan/method2.pt")}
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["downscale"]["kernel"] = "bicubic"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = subprocess.run([str(BIN / "dvc"), "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert ran_stages(proc.stdout) == ["downscale", "train", "train_gan", "evaluate", "report"]
+
+    after = {name: json.loads((repo / "metrics" / f"{name}.json").read_text()) for name in ("train", "train_gan")}
+    assert after["train"]["identity"]["data"] != before["train"]["identity"]["data"]
+    assert after["train_gan"]["identity"]["init"] != before["train_gan"]["identity"]["init"]
+    for name in ("train", "train_gan"):
+        assert after[name]["trials"] and all(t["resumed_from"] == 0 and t["step"] > 0 for t in after[name]["trials"])
+        assert not {t["fingerprint"] for t in after[name]["trials"]} & {t["fingerprint"] for t in before[name]["trials"]}
+    for path, state in old.items():
+        new = _weights(repo / "models" / path)
+        assert not all(torch.equal(state[k], new[k]) for k in state), f"{path}: the same weights after new data"
+    trial_dirs = {p.name for p in (repo / "runs" / "train").iterdir() if p.name != "ray"}
+    assert {t["name"] for t in before["train"]["trials"]} <= trial_dirs  # the old runs are left as they were
+
+    again = subprocess.run([str(BIN / "dvc"), "repro"], cwd=repo, env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and ran_stages(again.stdout) == []
+
+
 def test_scheduled_deployment_runs_on_trigger(repo, env, server, tmp_path):
     import httpx
 

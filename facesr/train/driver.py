@@ -31,6 +31,11 @@ from facesr.train.trials import TrainStageError, best_per_variant, run_trials
 LOOP_MODULE = "facesr.train.loop"
 
 
+def shared_identity(data: Path, init: str | Path | None) -> dict[str, str]:
+    """The parts of a run identity every trial of a stage shares: data, init and code digests."""
+    return {"data": tree_digest(data), "init": sha256_file(init) if init else "", "code": code_digest([LOOP_MODULE])}
+
+
 def run_stage(config: StageConfig, *, data: str | Path, models: str | Path, metrics: str | Path,
               curves: str | Path, workdir: str | Path, smoke_test: bool = False,
               init: str | Path | None = None) -> dict[str, Any]:
@@ -46,7 +51,7 @@ def run_stage(config: StageConfig, *, data: str | Path, models: str | Path, metr
     check_mlflow(uri)
     for target in (models, curves, metrics, workdir / "collect"):
         sweep_stale(target)  # what a killed run of this stage left beside its outputs
-    shared = {"data": tree_digest(data), "init": sha256_file(init) if init else "", "code": code_digest([LOOP_MODULE])}
+    shared = shared_identity(data, init)
     identities = [RunIdentity(params=t.params_hash, **shared) for t in config.trials]
     tags = run_tags(config.stage, config.section, vars(config.mlflow))
     set_experiment(uri, config.mlflow.experiment)

@@ -158,7 +158,7 @@ def test_train_trial_on_a_killed_node_is_retried_on_the_head(ray_cluster, prepar
     failed = [d for d in trial_dirs if (d / "error.txt").is_file()]
     assert len(trial_dirs) == 2 and len(failed) == 1, [d.name for d in trial_dirs]
     error = (failed[0] / "error.txt").read_text()
-    retried = json.loads((failed[0] / "params.json").read_text())["params"]["variant"]
+    retried = json.loads((failed[0] / "params.json").read_text())["point"]["trial"]["variant"]
     name = next(t["name"] for t in summary["trials"] if t["variant"] == retried)
     print(f"Tune error of the retried trial {name}: {error[:400]}")
     assert "unavailable" in error or "died" in error, error  # the node's loss, not an error of the trial
