@@ -37,7 +37,8 @@ class _Server:
     The first full request is cut off halfway (`drop_first`). Misbehaviours for the tests:
     `honour_if_range=False` serves the range whatever If-Range says; `range_from_zero` answers any
     Range with a 206 of the whole file; `range_size_header=False` sends a 416 without Content-Range.
-    `blob` and `etag` may be changed between requests (a new version of the file).
+    `blob` and `etag` may be changed between requests (a new version of the file); an `etag` that is
+    not a quoted string goes out as Last-Modified instead.
     """
 
     def __init__(self, blob: bytes, drop_first: bool = True, *, etag: str = '"v1"', honour_if_range: bool = True,
@@ -68,7 +69,10 @@ class _Server:
                     start = 0
                 body = blob[start:]
                 self.send_response(206 if rng else 200)
-                self.send_header("ETag", outer.etag)
+                if outer.etag.startswith('"'):
+                    self.send_header("ETag", outer.etag)
+                else:  # a date: the server only knows when the file last changed
+                    self.send_header("Last-Modified", outer.etag)
                 if rng:
                     self.send_header("Content-Range", f"bytes {start}-{len(blob) - 1}/{len(blob)}")
                 self.send_header("Content-Length", str(len(body)))
@@ -141,6 +145,17 @@ def test_a_part_file_from_an_earlier_run_is_continued(release_zip, tmp_path):
     digest = hashlib.sha256(release_zip).hexdigest()
     assert (tmp_path / "c" / "CelebAMask-HQ.zip.sha256").read_text() == f"{digest}  CelebAMask-HQ.zip\n"
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["CelebAMask-HQ.zip", "CelebAMask-HQ.zip.sha256"]
+
+
+def test_last_modified_serves_as_the_validator_without_an_etag(release_zip, tmp_path):
+    date = "Tue, 01 Dec 2026 10:00:00 GMT"
+    with _Server(release_zip, etag=date) as srv:  # the first GET drops halfway, then a kill
+        with pytest.raises(DownloadError, match="gave up after 0 retries"):
+            fetch(srv.url, tmp_path / "c" / "CelebAMask-HQ.zip", progress=False, retries=0)
+        assert json.loads((tmp_path / "c" / "CelebAMask-HQ.zip.part.json").read_text())["validator"] == date
+        out = fetch(srv.url, tmp_path / "c" / "CelebAMask-HQ.zip", progress=False)
+    assert srv.if_ranges == [None, date] and srv.requests[1] == f"bytes={len(release_zip) // 2}-"
+    assert out["resumed"] == 1 and (tmp_path / "c" / "CelebAMask-HQ.zip").read_bytes() == release_zip
 
 
 def test_a_part_without_a_version_record_is_not_continued(release_zip, tmp_path):
