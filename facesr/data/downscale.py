@@ -31,7 +31,7 @@ from facesr.data.layout import MAPPING, find_root, image_path
 from facesr.data.merge import read_merged_manifest, read_png16, unpack_bits
 from facesr.data.packed import FORMAT, SPLITS
 from facesr.data.util import ordered_map, sha256_file
-from facesr.fileio import atomic_dir
+from facesr.fileio import atomic_dir, sweep_stale
 
 KERNELS = ("bicubic_aa", "bicubic")
 SPLIT_METHODS = ("thesis", "official")
@@ -162,6 +162,7 @@ def downscale(raw: str | Path, merged: str | Path, out: str | Path, *, kernel: s
               on_error: str = "fail", limit: int | None = None) -> dict:
     """Pack every merged face of `merged` (images from `raw`) into `out` (replaced atomically)."""
     check_policy(on_error, "downscale.on_error")
+    sweep_stale(out)  # the temp/old folders of a killed run
     if kernel not in KERNELS:
         raise DataError(f"downscale.kernel: {kernel!r} is not one of {', '.join(KERNELS)}")
     if hr_size % scale:

@@ -21,7 +21,7 @@ from facesr.data.errors import BadFile, DataError, apply_policy, check_policy
 from facesr.data.imageio import ImageProblem, read_mask
 from facesr.data.layout import RELEASE_PARTS, scan
 from facesr.data.util import ordered_map
-from facesr.fileio import atomic_dir
+from facesr.fileio import atomic_dir, sweep_stale
 
 FORMAT = "facesr-merged/1"
 SMOKE_IMAGES = 8
@@ -88,6 +88,7 @@ def merge_masks(raw: str | Path, out: str | Path, *, parts: list[str], mask_size
                 workers: int = 2, on_error: str = "fail", limit: int | None = None) -> dict:
     """Merge the part masks of every face under `raw` into `out` (replaced atomically)."""
     check_policy(on_error, "merge_masks.on_error")
+    sweep_stale(out)  # the temp/old folders of a killed run
     unknown = [p for p in parts if p not in RELEASE_PARTS]
     if unknown or len(parts) > 16 or len(set(parts)) != len(parts):
         raise DataError(f"merge_masks.parts: need up to 16 distinct release parts, got unknown={unknown}, "
