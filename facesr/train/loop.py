@@ -14,7 +14,6 @@ import contextlib
 import math
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from facesr.data import FaceSRDataset
 from facesr.data.packed import read_manifest
+from facesr.data.util import progress
 from facesr.losses import ContentLoss, PerceptualLoss, discriminator_loss, generator_adversarial_loss
 from facesr.metrics import psnr
 from facesr.models import build_model, load_generator, save_generator, sr_of
@@ -210,7 +211,9 @@ def train(trial: Trial, *, data_root: str | Path, workdir: str | Path, identity:
         emit("resumed", step, history)
     start = step
 
-    train_set, perm = _train_set(data_root), flip_permutation(read_manifest(data_root)["parts"])
+    # flips are a function of (seed, step), applied below, not the dataset's random ones
+    train_set = FaceSRDataset(data_root, "train", hflip=False)
+    perm = flip_permutation(read_manifest(data_root)["parts"])
     sampler = StepBatchSampler(len(train_set), cfg.batch_size, cfg.seed, cfg.steps, start=start,
                                where=f"{data_root}/train")
     loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers,
@@ -221,16 +224,14 @@ def train(trial: Trial, *, data_root: str | Path, workdir: str | Path, identity:
     for module in task.modules.values():
         if isinstance(module, nn.Module):
             module.train()
-    bar = _progress(cfg.steps, step, f"train {trial.variant}")
     started = tick = time.perf_counter()
     train_s = _train_s(history)
-    for batch in loader:
+    for batch in progress(loader, total=len(sampler), desc=f"train {trial.variant}", unit="step"):
         step += 1
         if cfg.hflip:
             batch = flip_batch(batch, seed=cfg.seed, step=step, perm=perm)
         batch = _to_device(batch, device, channels_last)
         losses, sr = task.step(step, batch, forward, autocast)
-        bar.update(1)
         train_s += time.perf_counter() - tick
 
         if step % cfg.log_every == 0 or step == cfg.steps:
@@ -254,7 +255,6 @@ def train(trial: Trial, *, data_root: str | Path, workdir: str | Path, identity:
             emit("checkpoint", step, path)
         _maybe_fault(workdir, step)
         tick = time.perf_counter()
-    bar.close()
 
     # a run of 0 steps exports the initial generator, still validated so it can be compared
     final = last_val(history) or validator(task.generator, autocast)[0]
@@ -268,19 +268,6 @@ def train(trial: Trial, *, data_root: str | Path, workdir: str | Path, identity:
 
 
 # --------------------------------------------------------------------------------------- helpers
-
-def _train_set(data_root: Path):
-    from facesr.data import FaceSRDataset
-
-    return FaceSRDataset(data_root, "train", hflip=False)  # flips are (seed, step)-determined, below
-
-
-def _progress(total: int, initial: int, desc: str):
-    from tqdm import tqdm
-
-    disable = os.environ.get("FACESR_NO_PROGRESS") == "1" or not sys.stderr.isatty()
-    return tqdm(total=total, initial=initial, desc=desc, disable=disable, dynamic_ncols=True)
-
 
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device, channels_last: bool) -> dict[str, torch.Tensor]:
     fmt = torch.channels_last if channels_last else torch.contiguous_format
