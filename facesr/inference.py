@@ -1,8 +1,10 @@
 """Using a trained model: `facesr.load(...)` and the `facesr upscale` command.
 
 `load(source)` accepts an exported generator file (`models/train/method1.pt`), an MLflow URI
-(`models:/facesr-method1/latest`, `runs:/<id>/model`) or a bare name (`method1`, `method2`,
-`srresnet`, `bicubic`) resolved in the pipeline's `models/` folders, and returns an `Upscaler`.
+(`models:/facesr-method1/latest`, `runs:/<id>/model`) or model folder, or a bare name (`method1`,
+`method2`, `srresnet`, `bicubic`) resolved in the pipeline's `models/` folders, and returns an
+`Upscaler`. Every source ends in a generator file read weights-only; pickled MLflow pytorch models
+need `allow_pickle=True` (docs/upscale.md).
 
 Crops are brought to the model's 16x16 LR the way training made its LR (SPEC "Downscaling"): the
 image is resized to 128x128, then to 16x16, both with Pillow's antialiased bicubic; a 16x16 input
