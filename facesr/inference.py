@@ -1,8 +1,10 @@
 """Using a trained model: `facesr.load(...)` and the `facesr upscale` command.
 
 `load(source)` accepts an exported generator file (`models/train/method1.pt`), an MLflow URI
-(`models:/facesr-method1/latest`, `runs:/<id>/model`) or a bare name (`method1`, `method2`,
-`srresnet`, `bicubic`) resolved in the pipeline's `models/` folders, and returns an `Upscaler`.
+(`models:/facesr-method1/latest`, `runs:/<id>/model`) or model folder, or a bare name (`method1`,
+`method2`, `srresnet`, `bicubic`) resolved in the pipeline's `models/` folders, and returns an
+`Upscaler`. Every source ends in a generator file read weights-only; pickled MLflow pytorch models
+need `allow_pickle=True` (docs/upscale.md).
 
 Crops are brought to the model's 16x16 LR the way training made its LR (SPEC "Downscaling"): the
 image is resized to 128x128, then to 16x16, both with Pillow's antialiased bicubic; a 16x16 input
@@ -13,13 +15,15 @@ are converted to 8-bit RGB with a note naming the file; float and 32-bit integer
 range), non-images, empty and truncated files and decompression bombs are rejected with an error
 naming the file. One bad input never stops the others; the exit code says whether any failed.
 
-Only the standard library, numpy and Pillow are imported at module level (`facesr.cli` imports this).
+Only the standard library, numpy, Pillow and facesr.fileio are imported at module level (`facesr.cli`
+imports this).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -31,6 +35,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from facesr.fileio import atomic_open, atomic_write_text
 
 LR_SIZE = 16
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
@@ -57,6 +63,14 @@ class BadImageError(InferenceError):
 
 class ModelSourceError(InferenceError):
     """A model source (path, MLflow URI, name) that does not give a usable model."""
+
+
+class OutputClashError(InferenceError):
+    """Two inputs of one call would be written to the same output file."""
+
+
+class OutputTooLargeError(InferenceError):
+    """An output image would have more pixels than inputs may have."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -122,7 +136,7 @@ def read_image(path: str | Path, *, max_pixels: int | None = None) -> LoadedImag
         raise BadImageError(f"{where}: not a regular file")
     if path.stat().st_size == 0:
         raise BadImageError(f"{where}: empty file (0 bytes)")
-    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    limit = _pixel_limit(max_pixels)
     try:
         with warnings.catch_warnings():
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse the whole range.
@@ -204,11 +218,15 @@ def _is_uri(source: str) -> bool:
     return source.startswith(URI_SCHEMES)
 
 
-def load(source: Any = DEFAULT_MODEL, device: str | None = None) -> Upscaler:
-    """An `Upscaler` for `source`: a generator file, an MLflow URI, a pipeline name, or a module.
+def load(source: Any = DEFAULT_MODEL, device: str | None = None, *, allow_pickle: bool = False) -> Upscaler:
+    """An `Upscaler` for `source`: a generator file, an MLflow URI or model folder, a pipeline name,
+    or a module.
 
-    MLflow models are unpickled by MLflow (they are full modules, not weights): load only models
-    from a registry you trust. Generator files are read with `weights_only=True`.
+    Nothing is unpickled: generator files are read with `torch.load(weights_only=True)`, and an
+    MLflow model gives its generator file (logged by `facesr.mlflow_model.log_generator`), read the
+    same way. An MLflow pytorch model (pickled: what facesr registered before) is refused unless
+    `allow_pickle=True`, which unpickles it with a warning: unpickling runs whatever code the file
+    holds, so allow it only for a model from a registry you trust.
     """
     import torch
     from torch import nn
@@ -227,10 +245,10 @@ def load(source: Any = DEFAULT_MODEL, device: str | None = None) -> Upscaler:
         model = build_model("bicubic")
         return Upscaler(model, device=device, name="bicubic", meta=dict(model.spec), source="bicubic")
     if _is_uri(src):
-        return _load_mlflow(src, device)
+        return _load_mlflow(src, device, allow_pickle)
     path = Path(src)
     if path.is_dir() and (path / "MLmodel").is_file():
-        return _load_mlflow(str(path), device)
+        return _load_mlflow(str(path), device, allow_pickle)
     if not path.exists() and path.suffix == "" and os.sep not in src and "/" not in src:
         path = resolve_name(src)
     if not path.exists():
@@ -242,20 +260,52 @@ def load(source: Any = DEFAULT_MODEL, device: str | None = None) -> Upscaler:
     return Upscaler(model, device=device, name=meta["model"], meta=meta, source=str(path))
 
 
-def _load_mlflow(uri: str, device: str) -> Upscaler:
-    import mlflow
-    import mlflow.pytorch
+class PickleLoadWarning(UserWarning):
+    """A model is being unpickled because the caller allowed it (`allow_pickle`, `--allow-pickle`)."""
 
+
+def _load_mlflow(source: str, device: str, allow_pickle: bool) -> Upscaler:
+    import mlflow
+
+    from facesr.mlflow_model import GENERATOR_ARTIFACT, NotAFacesrModelError, generator_file
+    from facesr.models import GeneratorFileError, load_generator
     from facesr.services import mlflow_tracking_uri
 
     mlflow.set_tracking_uri(mlflow_tracking_uri())
+    with tempfile.TemporaryDirectory(prefix="facesr-model-") as tmp:
+        try:
+            path, mlmodel = generator_file(source, Path(tmp))
+        except NotAFacesrModelError as exc:
+            raise ModelSourceError(str(exc)) from exc
+        except Exception as exc:  # MlflowException, OSError, YAML errors: all mean "no model here"
+            raise ModelSourceError(f"{source}: cannot read an MLflow model ({type(exc).__name__}: {exc})") from exc
+        if path is not None:
+            try:
+                model, meta = load_generator(path, map_location=device)
+            except GeneratorFileError as exc:
+                raise ModelSourceError(f"{source}: {exc}") from exc
+            return Upscaler(model, device=device, name=meta["model"], meta=meta, source=source)
+    if "pytorch" not in mlmodel.flavors:
+        raise ModelSourceError(f"{source}: not a facesr model (its MLmodel has no '{GENERATOR_ARTIFACT}' artifact "
+                               f"and no pytorch flavour; flavours: {', '.join(mlmodel.flavors) or 'none'})")
+    if not allow_pickle:
+        raise ModelSourceError(
+            f"{source}: refused to load an MLflow pytorch model: mlflow.pytorch.load_model unpickles it, and a "
+            "pickle can run any code. facesr registers weights-only models now (facesr.mlflow_model.log_generator); "
+            "models registered before that are pickles. If you trust where this one comes from, pass --allow-pickle "
+            "(facesr.load(..., allow_pickle=True)), or register its generator file again."
+        )
+    warnings.warn(f"{source}: unpickling an MLflow pytorch model (allow_pickle): this runs any code the pickle "
+                  "holds; do it only for a model from a registry you trust", PickleLoadWarning, stacklevel=3)
+    import mlflow.pytorch
+
     try:
-        model = mlflow.pytorch.load_model(uri, map_location=device)
+        model = mlflow.pytorch.load_model(source, map_location=device)
     except Exception as exc:  # MlflowException, OSError, unpickling errors: all mean "no model here"
-        raise ModelSourceError(f"{uri}: cannot load an MLflow pytorch model ({type(exc).__name__}: {exc})") from exc
+        raise ModelSourceError(f"{source}: cannot load an MLflow pytorch model ({type(exc).__name__}: {exc})") from exc
     spec = getattr(model, "spec", None) or {}
     return Upscaler(model, device=device, name=spec.get("model", type(model).__name__), meta=dict(spec),
-                    source=uri)
+                    source=source)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -442,21 +492,20 @@ def compare_strip(lr: Image.Image, bicubic: Image.Image, sr: Image.Image, panel:
 
 
 def save_atomic(image: Image.Image, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as fh:
+        image.save(fh, format="PNG")
     return path
 
 
 def collect_inputs(inputs: Iterable[str | Path]) -> tuple[list[tuple[Path, Path]], list[str]]:
     """(file, output name relative to OUT) for every input; folders give their image files,
-    recursively, with their sub-folders kept. Missing paths are returned as errors."""
+    recursively, with their sub-folders kept. Missing paths are returned as errors.
+
+    Every output name is unique. A file reached twice under one name (named twice, or as a file
+    and inside a folder) is done once; `a.jpg` beside `a.png` becomes `a_jpg.png` (the PNG keeps
+    `a.png`); inputs that would still share an output (`x/a.jpg` and `y/a.jpg` passed as files)
+    raise OutputClashError, before anything is written.
+    """
     items: list[tuple[Path, Path]] = []
     errors: list[str] = []
     for raw in inputs:
@@ -470,14 +519,28 @@ def collect_inputs(inputs: Iterable[str | Path]) -> tuple[list[tuple[Path, Path]
             items.append((p, Path(p.name).with_suffix(".png")))
         else:
             errors.append(f"{p}: no such file or folder")
-    seen: dict[Path, int] = {}
+    seen: set[tuple[Path, Path]] = set()
     unique = []
     for src, rel in items:
-        n = seen.get(rel, 0)
-        seen[rel] = n + 1
-        # a.jpg and a.png in one call must not overwrite each other's result
-        unique.append((src, rel if n == 0 else rel.with_name(f"{rel.stem}_{src.suffix.lstrip('.')}{rel.suffix}")))
-    return unique, errors
+        if (src.resolve(), rel) not in seen:
+            seen.add((src.resolve(), rel))
+            unique.append((src, rel))
+    sharing: dict[Path, int] = {}
+    for _, rel in unique:
+        sharing[rel] = sharing.get(rel, 0) + 1
+    named = [(src, rel.with_name(f"{rel.stem}_{src.suffix.lstrip('.')}.png"))
+             if sharing[rel] > 1 and src.suffix != ".png" else (src, rel) for src, rel in unique]
+    owners: dict[Path, list[Path]] = {}
+    for src, rel in named:
+        owners.setdefault(rel, []).append(src)
+    clashes = [f"{rel} <- {', '.join(map(str, srcs))}" for rel, srcs in owners.items() if len(srcs) > 1]
+    if clashes:
+        raise OutputClashError(
+            "these inputs would be written to the same output file, nothing was written: " + "; ".join(clashes)
+            + ". Pass the folder that holds them instead (its sub-folders are kept under the output folder), "
+            "or upscale them in separate calls with different -o folders"
+        )
+    return named, errors
 
 
 def _progress(iterable, total: int, desc: str):
@@ -513,9 +576,21 @@ def upscale_files(inputs: Sequence[str | Path], out_dir: str | Path, *, upscaler
         raise InferenceError(f"--size must be >= 1, got {size}")
     if photo_scale < 1:
         raise InferenceError(f"--photo-scale must be >= 1, got {photo_scale}")
+    limit = _pixel_limit(max_pixels)
+    if size is not None and limit is not None and size * (3 * size + 8 if compare else size) > limit:
+        raise InferenceError(f"--size {size} makes outputs of more than {limit} pixels, the limit inputs get "
+                             "too (Pillow's Image.MAX_IMAGE_PIXELS); use a smaller --size")
     out_dir = Path(out_dir)
     report = RunReport()
     items, report.errors = collect_inputs(inputs)
+    extras = [(name, flag) for name, flag, on in (("compare", "--compare", compare),
+                                                  ("parsing", "--save-parsing", save_parsing)) if on]
+    for src, rel in items:
+        for name, flag in extras:
+            if rel.parts[0] == name:
+                raise OutputClashError(f"{src}: its output {out_dir / rel} is in {out_dir / name}, where {flag} "
+                                       f"writes its images; nothing was written. Rename the input's "
+                                       f"'{name}' folder, or leave out {flag}")
     if save_parsing and not _returns_parsing(upscaler):
         report.notes.append(f"--save-parsing: model '{upscaler.name}' predicts no parsing maps "
                             "(only method1 and method2 do); no parsing overlays written")
@@ -527,11 +602,13 @@ def upscale_files(inputs: Sequence[str | Path], out_dir: str | Path, *, upscaler
         _run_photos(items, out_dir, upscaler, report, batch=batch, photo_scale=photo_scale,
                     min_score=min_score, max_pixels=max_pixels, **opts)
     if faces == "auto" and report.faces:
-        fd, tmp = tempfile.mkstemp(prefix=".faces.json.", dir=out_dir)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(report.faces, fh, indent=1)
-        os.replace(tmp, out_dir / "faces.json")
+        atomic_write_text(out_dir / "faces.json", json.dumps(report.faces, indent=1))
     return report
+
+
+def _pixel_limit(max_pixels: int | None) -> int | None:
+    """The most pixels an image may have, in or out: `max_pixels`, else Pillow's MAX_IMAGE_PIXELS."""
+    return Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
 
 
 def _returns_parsing(upscaler: Upscaler) -> bool:
@@ -614,7 +691,7 @@ def _run_photos(items, out_dir: Path, up: Upscaler, report: RunReport, *, size, 
         try:
             _upscale_photo(src, rel, loaded.image, out_dir, up, report, size=size, compare=compare,
                            save_parsing=save_parsing, batch=batch, photo_scale=photo_scale,
-                           min_score=min_score, detector_device=detector_device)
+                           min_score=min_score, detector_device=detector_device, max_pixels=max_pixels)
         except DetectorUnavailableError:
             raise
         except Exception as exc:  # one photo's failure must not lose the others
@@ -635,14 +712,28 @@ class PhotoResult:
 
 
 def upscale_photo(photo: Image.Image, up: Upscaler, *, batch: int = 16, photo_scale: int = 1,
-                  min_score: float = 0.9, detector_device: str | None = None) -> PhotoResult:
+                  min_score: float = 0.9, detector_device: str | None = None,
+                  max_pixels: int | None = None) -> PhotoResult:
     """Detect, align, super-resolve and paste back every face of an RGB photo.
 
     Outside the returned mask the image holds the photo's own bytes (or its bicubic enlargement when
-    `photo_scale` > 1). Raises NoFaceError when the detector finds no face.
+    `photo_scale` > 1). Raises NoFaceError when the detector finds no face, and OutputTooLargeError,
+    before any work, when the enlarged photo would have more than `max_pixels` pixels (default
+    Pillow's `Image.MAX_IMAGE_PIXELS`, the limit `read_image` puts on inputs).
     """
     from facesr.faces import NoFaceError, align_face, detect_faces, paste_face
 
+    w, h = photo.size
+    limit = _pixel_limit(max_pixels)
+    if limit is not None and (w * photo_scale) * (h * photo_scale) > limit:
+        # the largest k with (k*w) * (k*h) <= limit
+        fits = math.isqrt(limit // (w * h))
+        hint = f"use a --photo-scale of at most {fits}" if fits else "the photo itself is over it"
+        raise OutputTooLargeError(
+            f"photo scale {photo_scale} would make a {w * photo_scale}x{h * photo_scale} image "
+            f"({w * photo_scale * h * photo_scale} pixels), over the limit of {limit} pixels that inputs get too "
+            f"(Pillow's Image.MAX_IMAGE_PIXELS); {hint}"
+        )
     photo = photo.convert("RGB")
     device = detector_device or ("cuda" if str(up.device).startswith("cuda") else "cpu")
     found = detect_faces(photo, min_score=min_score, device=device)
@@ -669,13 +760,13 @@ def upscale_photo(photo: Image.Image, up: Upscaler, *, batch: int = 16, photo_sc
 
 
 def _upscale_photo(src: Path, rel: Path, photo: Image.Image, out_dir: Path, up: Upscaler, report: RunReport, *,
-                   size, compare, save_parsing, batch, photo_scale, min_score, detector_device) -> None:
+                   size, compare, save_parsing, batch, photo_scale, min_score, detector_device, max_pixels) -> None:
     from facesr.faces import NoFaceError
 
     try:
         res = upscale_photo(photo, up, batch=batch, photo_scale=photo_scale, min_score=min_score,
-                            detector_device=detector_device)
-    except NoFaceError as exc:
+                            detector_device=detector_device, max_pixels=max_pixels)
+    except (NoFaceError, OutputTooLargeError) as exc:
         report.errors.append(f"{src}: {exc}")
         return
     report.faces[str(src)] = [f.to_dict() for f in res.faces]
@@ -699,14 +790,19 @@ def add_parser(subparsers) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders (searched recursively)")
     p.add_argument("-o", "--out", required=True, help="output folder (PNG files, same relative names)")
     p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="checkpoint path, MLflow URI (models:/facesr-method1/latest, runs:/ID/model) or "
-                        "name resolved in models/*/NAME.pt (srresnet, method1, method2; bicubic needs none)"
-                        f" (default {DEFAULT_MODEL})")
+                   help="checkpoint path, MLflow URI (models:/facesr-method1/latest, runs:/ID/model), MLflow "
+                        "model folder, or name resolved in models/*/NAME.pt (srresnet, method1, method2; bicubic "
+                        f"needs none) (default {DEFAULT_MODEL})")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="also load MLflow pytorch models, which are pickles (facesr registered those before "
+                        "its weights-only models): unpickling runs any code the file holds, so only for a "
+                        "model from a registry you trust")
     p.add_argument("--size", type=int, default=None, help="output size of face crops (resized after SR)")
     p.add_argument("--faces", choices=("crop", "auto"), default="crop",
                    help="crop: inputs are aligned face crops; auto: detect faces in whole photos")
     p.add_argument("--photo-scale", type=int, default=1,
-                   help="--faces auto: enlarge the photo by this factor (bicubic) before pasting the faces")
+                   help="--faces auto: enlarge the photo by this factor (bicubic) before pasting the faces "
+                        "(the result may have at most Pillow's Image.MAX_IMAGE_PIXELS pixels, as inputs)")
     p.add_argument("--min-score", type=float, default=0.9, help="--faces auto: detector score threshold")
     p.add_argument("--compare", action="store_true", help="also write compare/NAME.png: LR | Bicubic | SR")
     p.add_argument("--save-parsing", action="store_true",
@@ -721,10 +817,17 @@ def add_parser(subparsers) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     from facesr.faces import DetectorUnavailableError
 
-    try:
-        upscaler = load(args.model, device=args.device)
-    except (InferenceError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    failure = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PickleLoadWarning)
+        try:
+            upscaler = load(args.model, device=args.device, allow_pickle=args.allow_pickle)
+        except (InferenceError, ValueError) as exc:
+            failure = exc
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    if failure is not None:
+        print(f"error: {failure}", file=sys.stderr)
         return 2
     inputs = args.inputs
     print(f"model: {upscaler.name} from {upscaler.source} on {upscaler.device}", file=sys.stderr)

@@ -4,6 +4,7 @@ photos, and every bad input of issue 7."""
 from __future__ import annotations
 
 import json
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -103,43 +104,78 @@ def test_load_returns_same_kind_for_each_input_type(trained_method1, mini_dir):
     assert isinstance(many[0], Image.Image) and isinstance(many[1], np.ndarray) and many[2].shape == (3, 128, 128)
 
 
-@pytest.mark.slow  # MLflow's import and sqlite migrations: about 30 s on the shared 2-core box
-def test_same_model_from_path_and_mlflow_registry(trained_method1, tmp_path, mini_dir):
-    """Acceptance 2: the checkpoint and its registered MLflow model give the same output."""
-    import mlflow
+class _Marker:
+    """Unpickling this creates `path`: proof that a loader ran code from a file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch '{self.path}'",))
+
+
+def _pickled_pytorch_model(folder: Path, payload) -> Path:
+    """An MLflow pytorch model folder as `mlflow.pytorch.save_model` writes it (pickle format)."""
     import mlflow.pytorch
 
+    mlflow.pytorch.save_model(payload, str(folder), serialization_format="pickle", pip_requirements=[])
+    return folder
+
+
+def test_a_pickled_mlflow_model_folder_is_refused_and_runs_nothing(tmp_path, capsys):
+    """Issue 15: a crafted MLflow pytorch model whose data/model.pth runs a command when unpickled."""
+    marker = tmp_path / "marker"
+    folder = _pickled_pytorch_model(tmp_path / "evil", build_model("srresnet", num_feat=8, num_block=1))
+    torch.save(_Marker(marker), folder / "data" / "model.pth")
+    face = tmp_path / "face.png"
+    Image.new("RGB", (16, 16), (120, 100, 90)).save(face)
+    out = tmp_path / "out"
+    rc = cli_main(["upscale", str(face), "-o", str(out), "--model", str(folder), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert not marker.exists(), "loading the model ran the command in its pickle"
+    assert rc == 2 and not out.exists()
+    assert str(folder) in err and "refused" in err and "--allow-pickle" in err, err
+    with pytest.raises(ModelSourceError, match="allow_pickle=True") as exc:
+        facesr.load(folder, device="cpu")
+    assert str(folder) in str(exc.value)
+    assert not marker.exists()
+
+
+def test_old_pickled_registry_models_load_only_with_allow_pickle(trained_method1, tmp_path, mini_dir, capsys):
+    """Models registered before the weights-only format (mlflow.pytorch, pickle) need the opt-in,
+    which warns; they then give the same output as the generator file."""
+    import mlflow
+
+    from facesr.inference import PickleLoadWarning
     from facesr.models import load_generator
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("facesr-inference-test")
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])  # the session's tmp sqlite store
+    exp = mlflow.create_experiment("facesr-inference-pickle-test", artifact_location=(tmp_path / "a").as_uri())
     model, _ = load_generator(trained_method1)
-    # the way the training stage registers it (facesr.train.tracking.log_generator)
-    with mlflow.start_run() as run:
+    # the way facesr.train.tracking.log_generator registered models before issue 15
+    with mlflow.start_run(experiment_id=exp) as run:
         mlflow.pytorch.log_model(model, name="model", serialization_format="pickle",
-                                 registered_model_name="facesr-method1-test")
+                                 registered_model_name="facesr-method1-pickle-test", pip_requirements=[])
     lr, _ = _mini_pairs(mini_dir, range(5))
     from_path = facesr.load(trained_method1, device="cpu").predict(lr)
-    import os
-
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    try:
-        for src in ("models:/facesr-method1-test/latest", "models:/facesr-method1-test/1",
-                    f"runs:/{run.info.run_id}/model"):
-            up = facesr.load(src, device="cpu")
-            assert up.name == "method1"
-            got = up.predict(lr)
-            assert (got.sr - from_path.sr).abs().max().item() < 1e-5, src
-            assert (got.parsing - from_path.parsing).abs().max().item() < 1e-5, src
-        with pytest.raises(ModelSourceError, match="models:/no-such-model/latest"):
-            facesr.load("models:/no-such-model/latest", device="cpu")
-    finally:
-        if old is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old
+    for src in ("models:/facesr-method1-pickle-test/latest", f"runs:/{run.info.run_id}/model"):
+        with pytest.raises(ModelSourceError, match="--allow-pickle") as exc:
+            facesr.load(src, device="cpu")
+        assert src in str(exc.value)
+        with pytest.warns(PickleLoadWarning, match="unpickling"):
+            up = facesr.load(src, device="cpu", allow_pickle=True)
+        assert up.name == "method1"
+        got = up.predict(lr)
+        assert (got.sr - from_path.sr).abs().max().item() < 1e-5, src
+        assert (got.parsing - from_path.parsing).abs().max().item() < 1e-5, src
+    face = tmp_path / "face.png"
+    Image.new("RGB", (16, 16), (120, 100, 90)).save(face)
+    rc = cli_main(["upscale", str(face), "-o", str(tmp_path / "out"), "--model",
+                   "models:/facesr-method1-pickle-test/1", "--allow-pickle", "--device", "cpu"])
+    assert rc == 0
+    assert "warning:" in capsys.readouterr().err and (tmp_path / "out" / "face.png").is_file()
+    with pytest.raises(ModelSourceError, match="models:/no-such-model/latest"):
+        facesr.load("models:/no-such-model/latest", device="cpu")
 
 
 def test_bare_names_resolve_in_the_pipeline_models_folders(tmp_path, monkeypatch, trained_method1, tiny_srresnet):
@@ -370,3 +406,110 @@ def test_missing_input_and_empty_folder(trained_method1, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1
     assert "nope.png: no such file or folder" in err and "folder holds no image files" in err
+
+
+# ---------------------------------------------------------------------------------------------- output names
+
+
+def _face_file(path: Path, value: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (16, 16), (value, 100, 90)).save(path)
+    return path
+
+
+def _png(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def test_inputs_that_would_share_an_output_fail_before_anything_is_written(tmp_path, capsys):
+    """x/a.jpg, y/a.jpg, z/a.jpg all mapped to a.png or a_jpg.png and overwrote each other silently."""
+    files = [_face_file(tmp_path / d / "a.jpg", v) for d, v in (("x", 10), ("y", 60), ("z", 110))]
+    out = tmp_path / "out"
+    rc = cli_main(["upscale", *map(str, files), "-o", str(out), "--model", "bicubic", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "same output file" in err and all(str(f) in err for f in files), err
+    assert not out.exists()
+    # an input named like the renamed one (a.jpg beside a.png becomes a_jpg.png)
+    _face_file(tmp_path / "x" / "a.png", 30)
+    _face_file(tmp_path / "w" / "a_jpg.png", 40)
+    with pytest.raises(facesr.inference.OutputClashError, match="a_jpg.png"):
+        upscale_files([tmp_path / "x", tmp_path / "w"], out, upscaler=facesr.load("bicubic", device="cpu"))
+    assert not out.exists()
+
+
+def test_every_input_gets_its_own_output(tmp_path):
+    _face_file(tmp_path / "in" / "a.jpg", 10)
+    _face_file(tmp_path / "in" / "a.png", 60)
+    _face_file(tmp_path / "in" / "sub" / "a.jpg", 110)
+    _face_file(tmp_path / "in" / "b.jpg", 160)
+    up = facesr.load("bicubic", device="cpu")
+    out = tmp_path / "out"
+    # the folder, plus one of its files again: that file is done once, under its folder name
+    report = upscale_files([tmp_path / "in", tmp_path / "in" / "b.jpg"], out, upscaler=up)
+    assert report.ok
+    written = sorted(Path(p).relative_to(out).as_posix() for p in report.written)
+    assert written == ["a.png", "a_jpg.png", "b.png", "sub/a.png"]
+    for rel, src in [("a.png", "a.png"), ("a_jpg.png", "a.jpg"), ("sub/a.png", "sub/a.jpg"), ("b.png", "b.jpg")]:
+        with Image.open(tmp_path / "in" / src) as im:
+            np.testing.assert_array_equal(_png(out / rel), np.asarray(up.upscale(im.convert("RGB"))), err_msg=rel)
+
+
+def test_an_input_folder_named_like_an_extras_folder_is_refused(tmp_path):
+    _face_file(tmp_path / "in" / "a.jpg", 10)
+    _face_file(tmp_path / "in" / "compare" / "a.jpg", 60)
+    up = facesr.load("bicubic", device="cpu")
+    with pytest.raises(facesr.inference.OutputClashError, match="--compare"):
+        upscale_files([tmp_path / "in"], tmp_path / "out", upscaler=up, compare=True)
+    assert not (tmp_path / "out").exists()
+    assert upscale_files([tmp_path / "in"], tmp_path / "out", upscaler=up).ok  # without --compare: no clash
+
+
+def test_outputs_are_as_readable_as_other_files(tmp_path):
+    """Outputs get the umask's mode (0644 here), not mkstemp's private 0600."""
+    _face_file(tmp_path / "in" / "a.jpg", 10)
+    old = os.umask(0o022)
+    try:
+        report = upscale_files([tmp_path / "in"], tmp_path / "out", upscaler=facesr.load("bicubic", device="cpu"),
+                               compare=True)
+    finally:
+        os.umask(old)
+    assert report.ok and len(report.written) == len(report.extras) == 1
+    for p in report.written + report.extras:
+        assert Path(p).stat().st_mode & 0o777 == 0o644, p
+    assert not [p for p in (tmp_path / "out").rglob(".*")], "no temp files left"
+
+
+# ---------------------------------------------------------------------------------------------- output size
+
+
+def test_photo_scale_is_capped_at_the_input_pixel_limit(tmp_path, capsys):
+    """--photo-scale had no bound; the enlarged photo now has the limit inputs have (Pillow's
+    MAX_IMAGE_PIXELS, about 89 M pixels), checked before any detection."""
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (420, 300), (90, 80, 70)).save(photo)
+    out = tmp_path / "out"
+    # 30x: 12600 x 9000 = 113 M pixels; the largest scale that fits is 26 (10920 x 7800 = 85 M)
+    rc = cli_main(["upscale", str(photo), "-o", str(out), "--faces", "auto", "--photo-scale", "30",
+                   "--model", "bicubic", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    line = next(ln for ln in err.splitlines() if str(photo) in ln)
+    assert "12600x9000" in line and f"limit of {Image.MAX_IMAGE_PIXELS}" in line and "at most 26" in line, line
+    assert not (out / "photo.png").exists()
+    up = facesr.load("bicubic", device="cpu")
+    with Image.open(photo) as im:
+        with pytest.raises(facesr.inference.OutputTooLargeError, match="at most 2"):
+            facesr.inference.upscale_photo(im, up, photo_scale=3, max_pixels=420 * 300 * 4)
+
+
+def test_size_is_capped_at_the_input_pixel_limit(tmp_path, capsys):
+    face = _face_file(tmp_path / "a.png", 10)
+    rc = cli_main(["upscale", str(face), "-o", str(tmp_path / "out"), "--size", "10000", "--model", "bicubic",
+                   "--device", "cpu"])
+    assert rc == 2 and "--size 10000" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    # 6000 x 6000 fits alone (36 M pixels), but not in a --compare strip (18008 x 6000 = 108 M)
+    with pytest.raises(facesr.inference.InferenceError, match="--size 6000"):
+        upscale_files([face], tmp_path / "out", upscaler=facesr.load("bicubic", device="cpu"), size=6000,
+                      compare=True)
