@@ -81,7 +81,6 @@ def log_generator(uri: str, run_id: str, generator_path: str | Path, registered_
     """
     from importlib.metadata import version
 
-    from facesr import __version__
     from facesr.models import load_generator
 
     _, meta = load_generator(generator_path)
@@ -104,7 +103,9 @@ def log_generator(uri: str, run_id: str, generator_path: str | Path, registered_
             metadata={"facesr_model": meta["model"],
                       "model_args": json.dumps(meta["model_args"], sort_keys=True),
                       "facesr_format": meta["format"],
-                      "facesr_version": __version__},
+                      # the installed distribution's, not `facesr.__version__`: importing the top
+                      # package's names would make every training stage depend on facesr.inference
+                      "facesr_version": version("facesr")},
         )
     return str(info.registered_model_version)
 

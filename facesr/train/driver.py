@@ -24,7 +24,6 @@ from facesr.services import check_mlflow
 from facesr.tracking import flat_params, run_tags, set_experiment, tracking_uri
 from facesr.train.checkpoint import RunIdentity
 from facesr.train.config import StageConfig
-from facesr.train.tracking import log_generator
 from facesr.train.trials import TrainStageError, best_per_variant, run_trials
 
 # the loop's import closure is the code a trained model depends on (facesr.provenance)
@@ -40,6 +39,8 @@ def run_stage(config: StageConfig, *, data: str | Path, models: str | Path, metr
               curves: str | Path, workdir: str | Path, smoke_test: bool = False,
               init: str | Path | None = None) -> dict[str, Any]:
     import mlflow
+
+    from facesr.mlflow_model import log_generator  # imports mlflow: only once a stage runs
 
     data, models, metrics, curves, workdir = map(Path, (data, models, metrics, curves, workdir))
     if not (data / "manifest.json").is_file():

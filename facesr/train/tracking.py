@@ -84,24 +84,3 @@ def mark_failed(uri: str, workdir: Path) -> None:
     if client.get_run(run_id).info.status == "RUNNING":
         client.set_terminated(run_id, "FAILED")
 
-
-def log_generator(uri: str, run_id: str, generator_path: str | Path, registered_name: str) -> str:
-    """Log an exported generator file as an MLflow pytorch model in `run_id` and register it.
-
-    Pickle serialisation, not MLflow 3's torch.export default: an exported program is traced at
-    the example's batch size, and the model must upscale any batch (STACK.md). Returns the version.
-    """
-    import mlflow
-
-    from facesr.models import load_generator
-
-    model, meta = load_generator(generator_path)
-    mlflow.set_tracking_uri(uri)
-    os.environ.pop("MLFLOW_RUN_ID", None)
-    # nested=True: the stage's parent run is still active in this process
-    with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
-        info = mlflow.pytorch.log_model(model, name="model", serialization_format="pickle",
-                                        registered_model_name=registered_name,
-                                        metadata={"facesr_model": meta["model"],
-                                                  "model_args": json.dumps(meta["model_args"], sort_keys=True)})
-    return str(info.registered_model_version)

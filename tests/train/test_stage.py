@@ -9,6 +9,7 @@ import torch
 from helpers import TINY
 
 from facesr.config import load_section
+from facesr.data.util import sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # `stages` is a top-level folder, not an installed package
@@ -75,13 +76,22 @@ def test_train_stage_2_variants_x_2_seeds_with_a_retry_each(prepared_small, tmp_
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert "samples" in artifacts and "curves.csv" in artifacts
 
-    model = mlflow.pytorch.load_model("models:/facesr-method1/1")
-    from facesr.models import sr_of
+    # the registered models load without unpickling anything, as pyfunc and through facesr.load
+    import numpy as np
 
-    for batch in (1, 4):
-        sr = sr_of(model(torch.rand(batch, 3, 16, 16)))
-        assert sr.shape == (batch, 3, 128, 128)
-    assert mlflow.pytorch.load_model("models:/facesr-srresnet/1")(torch.rand(2, 3, 16, 16)).shape == (2, 3, 128, 128)
+    import facesr
+    from facesr.models import load_generator, sr_of
+
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    for name, variant in (("facesr-method1", "method1"), ("facesr-srresnet", "srresnet")):
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/1")
+        assert pyfunc.metadata.metadata["facesr_model"] == variant
+        for batch in (1, 4):
+            assert pyfunc.predict(np.random.rand(batch, 3, 16, 16).astype(np.float32)).shape == (batch, 3, 128, 128)
+        lr = torch.rand(2, 3, 16, 16)
+        model, _ = load_generator(out / "models" / f"{variant}.pt")
+        torch.testing.assert_close(facesr.load(f"models:/{name}/1", device="cpu").predict(lr).sr,
+                                   sr_of(model(lr)).clamp(0, 1), atol=1e-6, rtol=0)
 
 
 @pytest.mark.slow
@@ -103,5 +113,12 @@ def test_train_gan_stage_exports_and_registers_method2(prepared_small, tmp_path)
     model, meta = load_generator(tmp_path / "g" / "method2.pt")
     assert meta["model"] == "method1" and meta["extra"]["init"].endswith("method1.pt")
     assert summary["variants"]["method2"]["registered_model"].startswith("models:/facesr-gan/")
-    sr = mlflow.pytorch.load_model(summary["variants"]["method2"]["registered_model"])(torch.rand(3, 3, 16, 16))
-    assert sr[2].shape == (3, 3, 128, 128)
+    import numpy as np
+
+    import facesr
+
+    uri = summary["variants"]["method2"]["registered_model"]
+    sr = mlflow.pyfunc.load_model(uri).predict(np.random.rand(3, 3, 16, 16).astype(np.float32))
+    assert sr.shape == (3, 3, 128, 128)
+    assert facesr.load(uri, device="cpu").name == "method1"
+    assert summary["identity"]["init"] == sha256_file(tmp_path / "m" / "method1.pt")
