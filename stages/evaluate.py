@@ -17,14 +17,12 @@ Reads the `evaluate:` section of params.yaml:
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from facesr.config import load_section, require
-from facesr.fileio import atomic_write_text, replace_dir
+from facesr.fileio import atomic_dir, atomic_write_text, sweep_stale
 
 SECTION = "evaluate"
 KEYS = ("models", "lpips_net", "batch_size", "max_images", "save_parsing", "device", "mlflow")
@@ -49,10 +47,9 @@ def run(
     require(params["mlflow"], "experiment", where=f"params.yaml {SECTION}.mlflow")
     paths = ev.model_paths(models, gan, params["models"])
     max_images = SMOKE_IMAGES if smoke_test else int(params["max_images"])
-    images = Path(images)
-    images.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{images.name}.", dir=images.parent))
-    try:
+    for target in (images, out, per_image):
+        sweep_stale(target)  # what a killed run of this stage left beside its outputs
+    with atomic_dir(images) as tmp:
         result = ev.evaluate(
             data,
             paths,
@@ -65,10 +62,6 @@ def run(
         )
         atomic_write_text(per_image, ev.per_image_csv(result.rows))
         atomic_write_text(out, ev.summary_json(result.summary))
-        replace_dir(tmp, images)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     run_id = ev.log_to_mlflow(
         result.summary,
         params=dict(params) | {"smoke_test": smoke_test},

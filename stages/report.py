@@ -17,9 +17,7 @@ Reads the `report:` section of params.yaml:
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +39,7 @@ def run(
     smoke_test: bool = False,
 ) -> dict[str, Any]:
     """Build the report into a temp folder beside `out`, then put it in place."""
-    from facesr.fileio import replace_dir
+    from facesr.fileio import atomic_dir, sweep_stale
     from facesr.report import build_report
 
     require(params, *KEYS, where=f"params.yaml {SECTION}")
@@ -51,10 +49,8 @@ def run(
             f"params.yaml {SECTION}.crop: expected [y, x, h, w] with h, w >= 1, got {params['crop']}"
         )
     small = 2 if smoke_test else None
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    sweep_stale(out)  # what a killed run of this stage left beside it
+    with atomic_dir(out) as tmp:
         summary = build_report(
             eval_json=eval,
             per_image_csv=per_image,
@@ -69,10 +65,6 @@ def run(
             parsing_faces=small or int(params["parsing_faces"]),
             title=str(params["title"]),
         )
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary | {"index": str(out / "index.html")}
 
 

@@ -140,9 +140,14 @@ def test_unknown_model_and_smoke_test(evaluated, tmp_path):
     with pytest.raises(EvaluationError, match=r"'\.\./x' is not a model or variant name"):
         run(eval_params(models=["bicubic", "../x"]), data=data, models=root / "models", gan=root / "gan",
             out=tmp_path / "e.json", per_image=tmp_path / "p.csv", images=tmp_path / "img")
+    # what a killed run left beside its outputs is swept at the next start (issue 15)
+    stale = [tmp_path / ".img.tmp-4242", tmp_path / ".img.old-4242", tmp_path / ".e.json.tmp-abc"]
+    stale[0].mkdir(), stale[1].mkdir(), stale[2].write_text("half")
     run(eval_params(models=["bicubic"], max_images=0), data=data, models=root / "models", gan=root / "gan",
         out=tmp_path / "e.json", per_image=tmp_path / "p.csv", images=tmp_path / "img", smoke_test=True)
     assert json.loads((tmp_path / "e.json").read_text())["bicubic"]["n_images"] == 4
+    assert not any(p.exists() for p in stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.json", "img", "p.csv"]
 
 
 def test_an_extra_train_variant_is_scored_from_its_own_file(evaluated, tmp_path):

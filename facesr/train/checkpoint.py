@@ -54,6 +54,10 @@ class RunIdentity:
     def as_dict(self) -> dict[str, str]:
         return {**dataclasses.asdict(self), "fingerprint": self.fingerprint}
 
+    def tags(self) -> dict[str, str]:
+        return {"run_fingerprint": self.fingerprint, "data_sha256": self.data, "code_sha256": self.code,
+                "init_sha256": self.init or "-"}
+
     def differs(self, other: dict[str, str]) -> list[str]:
         return [k for k in ("params", "data", "init", "code") if other.get(k) != getattr(self, k)]
 

@@ -62,8 +62,8 @@ def run_stage(config: StageConfig, *, data: str | Path, models: str | Path, metr
     try:
         with mlflow.start_run(run_name=config.stage + ("-smoke" if smoke_test else ""), tags=tags) as parent:
             mlflow.log_params(flat_params({k: config.section[k] for k in ("variants", "search", "select", "loop")}))
-            mlflow.set_tags({"smoke_test": str(smoke_test), "data_sha256": shared["data"],
-                             "code_sha256": shared["code"], "init_sha256": shared["init"] or "-"})
+            mlflow.set_tags({"smoke_test": str(smoke_test),
+                             **{k: v for k, v in identities[0].tags().items() if k != "run_fingerprint"}})
             results = run_trials(config, identities, data=data, workdir=workdir, into=collect, init=init and Path(init),
                                  mlflow_uri=uri, parent_run_id=parent.info.run_id, tags=tags)
             best = best_per_variant(results, config.select.metric, config.select.mode)

@@ -82,7 +82,7 @@ def _trainable(config: dict[str, Any]) -> None:
     _restore_from_ray(workdir)
     tracker = TrialTracker(uri=config["mlflow_uri"], experiment=config["experiment"],
                            parent_run_id=config["parent_run_id"], run_name=name, trial=trial,
-                           tags={**config["tags"], **identity_tags(identity)}, workdir=workdir)
+                           tags={**config["tags"], **identity.tags()}, workdir=workdir)
     latest: dict[str, float] = {}
 
     def on_event(kind: str, step: int, payload: Any) -> None:
@@ -119,11 +119,6 @@ def _trainable(config: dict[str, Any]) -> None:
         (Path(d) / "trial.json").write_text(json.dumps(done.summary()))
         tune.report({"step": result.step, **latest, **result.metrics, "done": 1},
                     checkpoint=tune.Checkpoint.from_directory(d))
-
-
-def identity_tags(identity: RunIdentity) -> dict[str, str]:
-    return {"run_fingerprint": identity.fingerprint, "data_sha256": identity.data,
-            "code_sha256": identity.code, "init_sha256": identity.init or "-"}
 
 
 # --------------------------------------------------------------------------------------- driver

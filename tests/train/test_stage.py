@@ -107,9 +107,15 @@ def test_train_gan_stage_exports_and_registers_method2(prepared_small, tmp_path)
               curves=tmp_path / "c", workdir=tmp_path / "runs", smoke_test=True)
     gan = load_section(REPO / "params.yaml", "train_gan")
     gan["loop"].update(val_lpips=False, discriminator_args={"num_feat": 4})
+    # leftovers of a killed run of this stage are swept when it starts (issue 15)
+    stale = [tmp_path / ".g.tmp-4242", tmp_path / ".g.old-4242", tmp_path / "gruns" / ".collect.tmp-x1"]
+    for d in stale:
+        d.mkdir(parents=True)
     summary = train_gan.run(gan, data=prepared_small, init=tmp_path / "m" / "method1.pt", models=tmp_path / "g",
                             metrics=tmp_path / "g.json", curves=tmp_path / "gc", workdir=tmp_path / "gruns",
                             smoke_test=True)
+    assert not any(d.exists() for d in stale)
+    assert not list((tmp_path / "gruns").glob(".collect.*"))  # the collected trial files are removed too
     model, meta = load_generator(tmp_path / "g" / "method2.pt")
     assert meta["model"] == "method1" and meta["extra"]["init"].endswith("method1.pt")
     assert summary["variants"]["method2"]["registered_model"].startswith("models:/facesr-gan/")
