@@ -16,8 +16,8 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
+from facesr.fileio import atomic_write_text
 from facesr.tracking import flat_params, set_experiment
 from facesr.train.config import Trial
 
@@ -42,9 +42,9 @@ class TrialTracker:
             self.run = mlflow.start_run(run_id=known["run_id"])
         else:
             self.run = mlflow.start_run(run_name=run_name, parent_run_id=parent_run_id, tags=dict(tags))
-            mlflow.log_params(flat_params(trial_params(trial)))
-            from facesr.fileio import atomic_write_text
-
+            # the loop keys at the top, beside variant and model: every trial of a stage has the same names
+            mlflow.log_params(flat_params({"variant": trial.variant, "model": trial.model,
+                                           "model_args": trial.model_args, **dataclasses.asdict(trial.loop)}))
             atomic_write_text(run_file, json.dumps({"run_id": self.run.info.run_id, "parent_run_id": parent_run_id}))
         self.run_id = self.run.info.run_id
 
@@ -64,12 +64,6 @@ class TrialTracker:
 
     def end(self, status: str = "FINISHED") -> None:
         self.mlflow.end_run(status=status)
-
-
-def trial_params(trial: Trial) -> dict[str, Any]:
-    """A trial's params as MLflow shows them: the loop keys at the top, beside variant and model."""
-    return {"variant": trial.variant, "model": trial.model, "model_args": trial.model_args,
-            **dataclasses.asdict(trial.loop)}
 
 
 def mark_failed(uri: str, workdir: Path) -> None:

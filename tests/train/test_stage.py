@@ -128,3 +128,26 @@ def test_train_gan_stage_exports_and_registers_method2(prepared_small, tmp_path)
     assert sr.shape == (3, 3, 128, 128)
     assert facesr.load(uri, device="cpu").name == "method1"
     assert summary["identity"]["init"] == sha256_file(tmp_path / "m" / "method1.pt")
+
+
+@pytest.mark.slow
+def test_a_trial_killed_on_its_last_attempt_fails_the_stage_and_its_run(prepared_small, tmp_path, monkeypatch):
+    """SIGKILL leaves the trial's MLflow run RUNNING; the stage closes it as FAILED and says which trial."""
+    import mlflow
+
+    from facesr.train.trials import TrainStageError
+    from stages import train
+
+    section = tiny_section(seeds=(0,))
+    section["variants"] = {"srresnet": section["variants"]["srresnet"]}
+    section["max_failures"] = 0
+    monkeypatch.setenv("FACESR_FAULT_STEP", "3")
+    monkeypatch.setenv("FACESR_FAULT_MODE", "kill")
+    with pytest.raises(TrainStageError, match=r"1 of 1 trials failed"):
+        train.run(section, data=prepared_small, models=tmp_path / "m", metrics=tmp_path / "t.json",
+                  curves=tmp_path / "c", workdir=tmp_path / "runs", smoke_test=True)
+    summary = json.loads((tmp_path / "t.json").read_text())
+    (trial,) = summary["trials"]
+    assert trial["error"] and summary["variants"] == {}
+    run_id = json.loads((tmp_path / "runs" / trial["name"] / "mlflow_run.json").read_text())["run_id"]
+    assert mlflow.MlflowClient().get_run(run_id).info.status == "FAILED"
