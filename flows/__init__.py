@@ -1,9 +1,19 @@
-"""Prefect flows: one per DVC stage (``python -m flows.<stage> <stage flags>``) plus ``pipeline``.
+"""Prefect flows: any stage (``python -m flows.stage stages.<name> <its flags>``), ``pipeline``, ``profile``.
 
-Each stage flow calls ``stages.<stage>.run`` through small typed tasks, so a ``dvc repro`` shows
-every stage as a flow run in the Prefect UI when PREFECT_API_URL points at a server, and runs on an
-ephemeral server otherwise. ``flows.pipeline`` runs ``dvc repro`` itself, on demand or on a cron.
+Every flow module imports this package first, so the settings below apply before Prefect reads them
+(on its first import). Without PREFECT_API_URL Prefect starts an ephemeral server per process; its
+first start in a new PREFECT_HOME takes 17-24 s on a 2-core box, past Prefect's 20 s default, and
+offline telemetry prints tracebacks. Values already set in the environment win (a real server, a
+test's tmp home).
 """
 
-# Prefect reads its settings when first imported, and every flow module imports this package first.
-from flows import _env  # noqa: F401
+import os
+
+for _key, _value in {
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DVC_NO_ANALYTICS": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}.items():
+    os.environ.setdefault(_key, _value)

@@ -4,9 +4,9 @@
     python -m flows.pipeline run --profile mini-cpu                 # = dvc exp run -S profile=mini-cpu
     python -m flows.pipeline serve --cron "0 3 * * *"               # deployment pipeline/nightly
 
-Each stage's command is itself a flow (``python -m flows.<stage>``), so with a Prefect server set
-(PREFECT_API_URL) a scheduled run shows the `pipeline` flow run and one flow run per stage that DVC
-reran. The subprocess inherits the environment, so the stages report to the same server.
+Each stage's command is itself a flow (``python -m flows.stage stages.<name>``), so with a Prefect
+server set (PREFECT_API_URL) a scheduled run shows the `pipeline` flow run and one flow run per stage
+that DVC reran. The subprocess inherits the environment, so the stages report to the same server.
 """
 
 from __future__ import annotations
@@ -33,13 +33,9 @@ class PipelineError(RuntimeError):
 def dvc_executable() -> str:
     """The dvc beside this interpreter (a venv), else the one on PATH."""
     local = Path(sys.executable).with_name("dvc")
-    if local.is_file():
-        return str(local)
-    found = shutil.which("dvc")
+    found = str(local) if local.is_file() else shutil.which("dvc")
     if found is None:
-        raise PipelineError(
-            "dvc not found beside the interpreter or on PATH; install the project (make setup)"
-        )
+        raise PipelineError("dvc not found beside the interpreter or on PATH; install the project (make setup)")
     return found
 
 
@@ -55,12 +51,8 @@ def repro_command(target: str | None = None, force: bool = False, profile: str |
 
 
 def stage_api_url() -> str | None:
-    """The API the stage subprocesses should report to when no PREFECT_API_URL is set.
-
-    Without a server, this process runs on Prefect's ephemeral server; handing its URL to the
-    stages makes them report there too, instead of each starting its own ephemeral server
-    (20-40 s apiece on a busy 2-core machine, for 7 stages).
-    """
+    """With no PREFECT_API_URL, the URL of this process's ephemeral server: the stages report there
+    instead of each starting its own (20-40 s apiece on a busy 2-core machine, for 7 stages)."""
     if os.environ.get("PREFECT_API_URL"):
         return None  # inherited as is
     from prefect.server.api.server import SubprocessASGIServer
@@ -74,7 +66,7 @@ def run_dvc_repro(repo: str, target: str | None = None, force: bool = False, pro
     """Stream `dvc repro` into the flow's log; return the names of the stages it ran."""
     logger = get_run_logger()
     env = dict(os.environ)
-    # Stage commands are `python -m flows.<stage>`: put this interpreter's bin first so they use it.
+    # Stage commands are `python -m flows.stage ...`: put this interpreter's bin first so they use it.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     shared = stage_api_url()
     if shared:

@@ -29,18 +29,12 @@ class ProfileError(ParamsError):
     """The profile or params file is unreadable, or names a key params.yaml lacks."""
 
 
-def _yaml():
+def apply_profile(profile: str | Path, params: str | Path = "params.yaml", *, dry_run: bool = False) -> list[str]:
+    """Merge `profile` into `params` (atomically); return the changed keys as 'key: old -> new'."""
     from ruamel.yaml import YAML  # DVC's own round-trip YAML: keeps comments and key order
 
     y = YAML()
-    y.preserve_quotes = True
-    y.width = 4096
-    return y
-
-
-def apply_profile(profile: str | Path, params: str | Path = "params.yaml", *, dry_run: bool = False) -> list[str]:
-    """Merge `profile` into `params` (atomically); return the changed keys as 'key: old -> new'."""
-    y = _yaml()
+    y.preserve_quotes, y.width = True, 4096
     profile, params = Path(profile), Path(params)
     for p in (profile, params):
         if not p.is_file():
@@ -75,9 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     verb = "would change" if args.dry_run else "changed"
-    print(f"{args.profile}: {verb} {len(changes)} key(s) of {args.params}")
-    for line in changes:
-        print(f"  {line}")
+    print(f"{args.profile}: {verb} {len(changes)} key(s) of {args.params}", *(f"  {c}" for c in changes), sep="\n")
     return 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import inspect
 import json
 import subprocess
 import sys
@@ -15,53 +14,59 @@ REPO = Path(__file__).resolve().parents[2]
 STAGES = ["download", "merge_masks", "downscale", "train", "train_gan", "evaluate", "report"]
 
 
-@pytest.mark.parametrize("name", STAGES)
-def test_flow_flags_and_paths_match_the_stage(name):
-    """A flow takes exactly its stage's path options, so dvc.yaml can call either with the same flags."""
-    flow_mod = importlib.import_module(f"flows.{name}")
-    stage = importlib.import_module(f"stages.{name}")
-    flow_fn = getattr(flow_mod, f"{name}_flow")
-    assert flow_fn.name == name
-    dests = {a.dest for a in stage.build_parser()._actions if a.dest not in ("help", "params", "smoke_test")}
-    flow_args = set(inspect.signature(flow_fn.fn).parameters) - {"params_path", "smoke_test"}
-    assert flow_args == dests
-    run_args = set(inspect.signature(stage.run).parameters) - {"params", "smoke_test"}
-    assert dests <= run_args
+MODELS = ["bicubic", "srresnet", "method1", "method2"]
+
+
+def test_stage_flags_come_from_run():
+    """`python -m stages.<name>` and `python -m flows.stage stages.<name>`: one flag per path argument of
+    run, required unless it has a default, with its help from run's docstring."""
+    from stages import _cli, download, evaluate
+
+    parser = _cli.build_parser(evaluate.run)
+    flags = {a.dest: a for a in parser._actions if a.dest != "help"}
+    assert set(flags) == {"params", "data", "models", "gan", "out", "per_image", "images", "smoke_test"}
+    assert flags["per_image"].option_strings == ["--per-image"] and flags["per_image"].required
+    assert flags["gan"].help == "folder with method2.pt (train_gan output)"
+    assert flags["params"].default == "params.yaml" and parser.prog == "python -m stages.evaluate"
+    cache = next(a for a in _cli.build_parser(download.run)._actions if a.dest == "cache")
+    assert not cache.required and cache.default is None
+    with pytest.raises(SystemExit) as exc:  # a missing path is a usage error, exit 2
+        parser.parse_args(["--data", "d"])
+    assert exc.value.code == 2
 
 
 def test_dvc_yaml_commands_are_the_flows():
     import yaml
 
+    from stages import _cli
+
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert list(stages) == STAGES
     for name, stage in stages.items():
-        assert stage["cmd"].startswith(f"python -m flows.{name} --params params.yaml"), name
+        assert stage["cmd"].startswith(f"python -m flows.stage stages.{name} --params params.yaml"), name
         # its own section, and the same section of the selected profile (facesr.config)
         assert stage["params"] == ["profile", name, {"profiles/${profile}.yaml": [name]}]
         # Each stage's flags parse with its own parser (paths live only in dvc.yaml).
-        argv = stage["cmd"].split()[3:]
-        importlib.import_module(f"stages.{name}").build_parser().parse_args(argv)
+        argv = stage["cmd"].split()[4:]
+        _cli.build_parser(importlib.import_module(f"stages.{name}").run).parse_args(argv)
 
 
-def test_report_flow_runs_on_the_ephemeral_server(tmp_path):
-    """A real flow run, recorded by Prefect, on a report built from a hand-made evaluation."""
+@pytest.fixture
+def evaluation(tmp_path) -> dict[str, str]:
+    """A hand-made evaluation (two faces, four models) and a report section: the report stage's inputs."""
     import numpy as np
     from PIL import Image
-    from prefect.client.orchestration import get_client
-
-    from flows.report import report_flow
 
     images = tmp_path / "evaluation"
-    models = ["bicubic", "srresnet", "method1", "method2"]
     rng = np.random.default_rng(0)
     rows = ["model,id,psnr,ssim,lpips,psnr_y,ssim_y"]
-    for folder in ["lr", "hr", *models]:
+    for folder in ["lr", "hr", *MODELS]:
         (images / folder).mkdir(parents=True)
         for face in (1, 2):
             size = 16 if folder == "lr" else 128
             Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(images / folder / f"{face}.png")
     scores = {}
-    for m in models:
+    for m in MODELS:
         scores[m] = {"psnr": 20.0, "ssim": 0.5, "lpips": 0.4, "psnr_y": 21.0, "ssim_y": 0.55, "n_images": 2}
         rows += [f"{m},1,19.5,0.5,0.4,21,0.55", f"{m},2,20.5,0.5,0.4,21,0.55"]
     (tmp_path / "eval.json").write_text(json.dumps(scores))
@@ -70,26 +75,68 @@ def test_report_flow_runs_on_the_ephemeral_server(tmp_path):
         "report:\n  title: t\n  grid_faces: 2\n  worst_faces: 1\n  worst_by: method1\n"
         "  crop: [36, 16, 48, 96]\n  crop_faces: 1\n  parsing_faces: 1\n"
     )
-    summary = report_flow(params_path=str(tmp_path / "params.yaml"), eval=str(tmp_path / "eval.json"),
-                          per_image=str(tmp_path / "per_image.csv"), images=str(images),
-                          train_curves=str(tmp_path / "none"), gan_curves=str(tmp_path / "none"),
-                          out=str(tmp_path / "reports"))
-    assert summary["models"] == models
-    assert (tmp_path / "reports" / "index.html").is_file()
+    return {"params": str(tmp_path / "params.yaml"), "eval": str(tmp_path / "eval.json"),
+            "per_image": str(tmp_path / "per_image.csv"), "images": str(images),
+            "train_curves": str(tmp_path / "none"), "gan_curves": str(tmp_path / "none"),
+            "out": str(tmp_path / "reports")}
+
+
+def test_report_flow_runs_on_the_ephemeral_server(evaluation):
+    """A real flow run named after the stage, with its two tasks, recorded by Prefect."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    import stages.report
+    from flows.stage import stage_flow
+
+    paths = dict(evaluation)
+    params = paths.pop("params")
+    state = stage_flow(stages.report)(params_path=params, paths=paths, return_state=True)
+    summary = state.result()
+    assert summary["models"] == MODELS
+    assert summary["index"] == str(Path(evaluation["out"]) / "index.html") and Path(summary["index"]).is_file()
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs()
         names = {client.read_flow(r.flow_id).name: r.state_type.value for r in runs}
+        this_run = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        tasks = {t.name.rsplit("-", 1)[0]: t.state_type.value for t in client.read_task_runs(flow_run_filter=this_run)}
     assert names.get("report") == "COMPLETED"
+    assert tasks == {"load-params": "COMPLETED", "run-report": "COMPLETED"}
+
+
+def test_stage_cli_prints_its_summary_as_json(evaluation):
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in evaluation.items()]
+    proc = subprocess.run([sys.executable, "-m", "stages.report", *flags, "--smoke-test"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["models"] == MODELS
+
+
+def test_stage_cli_bad_params_exit_2_with_the_file_named(tmp_path):
+    """The data stages too: bad params exit 2 with `error: <file>: <problem>` on stderr, nothing on stdout."""
+    (tmp_path / "params.yaml").write_text("report:\n  title: t\n")
+    proc = subprocess.run([sys.executable, "-m", "stages.download", "--params", str(tmp_path / "params.yaml"),
+                           "--out", str(tmp_path / "raw")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'params.yaml'}: no 'download:' section " \
+        "(stages read their own section only)"
+    assert proc.stdout == ""
 
 
 def test_flow_cli_bad_params_exit_2_with_the_file_named(tmp_path):
     (tmp_path / "params.yaml").write_text("download:\n  source: synthetic\n")
-    proc = subprocess.run([sys.executable, "-m", "flows.report", "--params", str(tmp_path / "params.yaml"),
+    proc = subprocess.run([sys.executable, "-m", "flows.stage", "stages.report", "--params", str(tmp_path / "params.yaml"),
                            "--eval", "e", "--per-image", "p", "--images", "i", "--train-curves", "t",
                            "--gan-curves", "g", "--out", "o"], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 2
     assert "params.yaml: no 'report:' section" in proc.stderr
+
+
+def test_flow_cli_unknown_stage_exit_2():
+    proc = subprocess.run([sys.executable, "-m", "flows.stage", "stages.nope"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "'stages.nope'" in proc.stderr and "usage: python -m flows.stage" in proc.stderr
 
 
 def test_pipeline_flow_fails_when_dvc_fails(tmp_path):
