@@ -212,7 +212,9 @@ CLIENT_VARS = ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_UR
                "MLFLOW_TRACKING_PASSWORD", "RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
 
 
-def make_cluster(tmp_path: Path, services: list[str]) -> LocalCluster:
+def make_cluster(tmp_path: Path, services: list[str], **settings: str) -> LocalCluster:
+    """A cluster's settings (free ports, its own dirs) for `infra/local/*`; `settings` are more
+    FACESR_* variables (e.g. FACESR_RAY_HEAD_CPUS="2")."""
     ray_base = free_ray_base()
     state = tmp_path / "services"
     env = dict(os.environ)
@@ -230,6 +232,7 @@ def make_cluster(tmp_path: Path, services: list[str]) -> LocalCluster:
         "FACESR_RAY_DASHBOARD": "false",  # two cores: the dashboard would compete with the trials
         "FACESR_STOP_TIMEOUT": "8",
     })
+    env.update(settings)
     for var in CLIENT_VARS:
         env.pop(var, None)
     return LocalCluster(state=state, services=services, env=env, ray_temp=Path(env["FACESR_RAY_TEMP_DIR"]),
@@ -237,9 +240,9 @@ def make_cluster(tmp_path: Path, services: list[str]) -> LocalCluster:
 
 
 @contextmanager
-def running_cluster(base: Path, services: list[str]) -> Iterator[LocalCluster]:
+def running_cluster(base: Path, services: list[str], **settings: str) -> Iterator[LocalCluster]:
     """`infra/local/up` the services; `down` runs on exit even when the body failed."""
-    cl = make_cluster(base, services)
+    cl = make_cluster(base, services, **settings)
     try:
         proc = cl.script("up", check=False)
         for s in services:
