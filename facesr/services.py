@@ -4,7 +4,9 @@ The same code runs on a laptop and on a cluster; only addresses change. Each ser
 its usual variable is set (`MLFLOW_TRACKING_URI`, `PREFECT_API_URL`, `RAY_ADDRESS`) and none is
 needed otherwise. The checks here answer in seconds, so that a stage fails with a message naming
 the address and the fix *before* it spends training time, instead of minutes later inside a
-client library's retry loop.
+client library's retry loop. Servers that want a login (infra/local/up's, the team's) get the
+one their clients would send (`MLFLOW_TRACKING_USERNAME`/`_PASSWORD`, `PREFECT_API_AUTH_STRING`),
+and a refused login fails as fast, as `ServiceAuthError`.
 
 Only the standard library is imported at module level: `facesr.cli` may import this module.
 """

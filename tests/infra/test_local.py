@@ -99,23 +99,35 @@ def test_up_status_use_down(tmp_path):
         assert call(f"{prefect_api}/flows/filter", {}, auth=prefect_login)[0] == 200
         assert call(f"{mlflow_url}/health")[0] == 200 and call(f"{prefect_api}/health")[0] == 200
 
+        # infra/mlflow_user.py (up's and compose's) keeps the user's password the one its caller
+        # holds: a changed one is set by the admin, and the old one stops working.
+        sys.path.insert(0, str(REPO / "infra"))
+        try:
+            from mlflow_user import ensure_user
+        finally:
+            sys.path.pop(0)
+        admin = (cl.state / "secrets" / "mlflow_admin_password").read_text().strip()
+        user, password = env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]
+        assert ensure_user(mlflow_url, user, password, "admin", admin) == "unchanged"
+        assert ensure_user(mlflow_url, user, "n" * 32, "admin", admin) == "updated"
+        assert call(search, auth=f"{user}:{'n' * 32}")[0] == 200 and call(search, auth=mlflow_login)[0] == 401
+        assert ensure_user(mlflow_url, user, password, "admin", admin) == "updated"
+        assert call(search, auth=mlflow_login)[0] == 200
+        assert ensure_user(mlflow_url, "reader", "r" * 32, "admin", admin) == "created"
+
         # No secret is on any command line of the cluster's processes (`ps` shows those to everyone).
         values = [f.read_text().strip() for f in secrets if f.suffix != ".ini" and f.name != "pgpass"]
         values.append((cl.state / "ray_auth_token").read_text().strip())
         cmdlines = [args for pgid in cl.groups.values() for _, _, args in node_processes(pgid)]
         assert cmdlines and not [(v[:6], a[:80]) for v in values for a in cmdlines if v.split(":")[-1] in a]
 
-        # The preflight of facesr.services sees all three through env.sh's variables, and names the
-        # variables to set when a login is missing.
+        # The preflight of facesr.services sees all three through env.sh's variables (without
+        # them it fails: see the in-process checks below).
         client_env = dict(cl.env, **env)
         pre = subprocess.run([sys.executable, "-m", "facesr.services"], env=client_env, cwd=REPO,
                              capture_output=True, text=True, timeout=120)
         assert pre.returncode == 0, pre.stderr
         assert f"mlflow: {mlflow_url}" in pre.stdout and f"ray: {env['RAY_ADDRESS']}" in pre.stdout
-        no_login = {k: v for k, v in client_env.items() if k != "MLFLOW_TRACKING_PASSWORD"}
-        pre = subprocess.run([sys.executable, "-m", "facesr.services"], env=no_login, cwd=REPO,
-                             capture_output=True, text=True, timeout=120)
-        assert pre.returncode == 1 and "HTTP 401" in pre.stderr and "MLFLOW_TRACKING_PASSWORD" in pre.stderr
 
         # A flow with an MLflow run and a Ray task, configured by nothing but the variables: all
         # land on the servers. Meanwhile every socket of the cluster (Ray's workers too) is noted.

@@ -54,15 +54,15 @@ class Api:
                         "Authorization": "Basic " + base64.b64encode(login.encode()).decode()}
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-    def raw(self, path: str, payload: dict | None = None, **query) -> bytes:
-        url = f"{self.base}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    def raw(self, endpoint: str, payload: dict | None = None, **query) -> bytes:
+        url = f"{self.base}{endpoint}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
         data = json.dumps(payload).encode() if payload is not None else None
         req = urllib.request.Request(url, data=data, method="POST" if data else "GET", headers=self.headers)
         with self.opener.open(req, timeout=60) as resp:
             return resp.read()
 
-    def __call__(self, path: str, payload: dict | None = None, **query) -> dict | list:
-        return json.loads(self.raw(path, payload, **query))
+    def __call__(self, endpoint: str, payload: dict | None = None, **query) -> dict | list:
+        return json.loads(self.raw(endpoint, payload, **query))
 
 
 def _history(mlflow: Api, run_id: str, key: str) -> set[tuple[int, float]]:
@@ -113,8 +113,10 @@ def test_dvc_repro_of_tiny_profile_on_local_servers(tmp_path):
         # Prefect: every flow run on this server is one stage's, and completed.
         prefect = Api(exports["PREFECT_API_URL"], exports["PREFECT_API_AUTH_STRING"])
         flows = {f["id"]: f["name"] for f in prefect("/flows/filter", {})}
-        runs = [(flows.get(r["flow_id"]), r["state_type"]) for r in prefect("/flow_runs/filter", {"limit": 200})]
+        flow_runs = prefect("/flow_runs/filter", {"limit": 200})
+        runs = [(flows.get(r["flow_id"]), r["state_type"]) for r in flow_runs]
         assert sorted(runs) == sorted((stage, "COMPLETED") for stage in STAGES), runs
+        print("stage run times (s):", {flows[r["flow_id"]]: round(r["total_run_time"]) for r in flow_runs})
 
         # MLflow, over its REST API: the experiment's runs, the nested trial runs, the registry.
         mlflow = Api(exports["MLFLOW_TRACKING_URI"],
