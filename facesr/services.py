@@ -4,13 +4,16 @@ The same code runs on a laptop and on a cluster; only addresses change. Each ser
 its usual variable is set (`MLFLOW_TRACKING_URI`, `PREFECT_API_URL`, `RAY_ADDRESS`) and none is
 needed otherwise. The checks here answer in seconds, so that a stage fails with a message naming
 the address and the fix *before* it spends training time, instead of minutes later inside a
-client library's retry loop.
+client library's retry loop. Servers that want a login (infra/local/up's, the team's) get the
+one their clients would send (`MLFLOW_TRACKING_USERNAME`/`_PASSWORD`, `PREFECT_API_AUTH_STRING`),
+and a refused login fails as fast, as `ServiceAuthError`.
 
 Only the standard library is imported at module level: `facesr.cli` may import this module.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -28,6 +31,10 @@ FIX_HINT = (
 
 class ServiceUnavailableError(RuntimeError):
     """A server named by the environment or params does not answer its health check."""
+
+
+class ServiceAuthError(ServiceUnavailableError):
+    """A server answers but refuses this client's credentials (or wants some and got none)."""
 
 
 def mlflow_tracking_uri(params: dict[str, Any] | None = None) -> str:
@@ -49,11 +56,55 @@ def mlflow_tracking_uri(params: dict[str, Any] | None = None) -> str:
     return DEFAULT_TRACKING_URI
 
 
-def _get(url: str, timeout: float) -> tuple[int, str]:
+def _get(url: str, timeout: float, headers: dict[str, str] | None = None) -> tuple[int, str]:
     # A proxy variable on a workstation must not route a loopback health check elsewhere.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url, timeout=timeout) as resp:  # noqa: S310 - http(s) only, checked by callers
+    req = urllib.request.Request(url, headers=headers or {})
+    with opener.open(req, timeout=timeout) as resp:  # noqa: S310 - http(s) only, checked by callers
         return resp.status, resp.read(4096).decode("utf-8", "replace")
+
+
+def _basic(credentials: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(credentials.encode("utf-8")).decode("ascii")}
+
+
+def mlflow_auth_headers() -> dict[str, str]:
+    """The Authorization header MLflow's client sends: `MLFLOW_TRACKING_USERNAME`/`_PASSWORD`
+    (basic auth), else `MLFLOW_TRACKING_TOKEN` (bearer), else none."""
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME", "")
+    password = os.environ.get("MLFLOW_TRACKING_PASSWORD", "")
+    if user and password:
+        return _basic(f"{user}:{password}")
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN", "")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def prefect_auth_headers() -> dict[str, str]:
+    """The Authorization header Prefect's client sends: `PREFECT_API_AUTH_STRING` (basic auth,
+    `user:password`, for a server started with PREFECT_SERVER_API_AUTH_STRING), else
+    `PREFECT_API_KEY` (bearer, Prefect Cloud), else none."""
+    auth = os.environ.get("PREFECT_API_AUTH_STRING", "")
+    if auth:
+        return _basic(auth)
+    key = os.environ.get("PREFECT_API_KEY", "")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _authorized(url: str, timeout: float, headers: dict[str, str], what: str, fix: str) -> None:
+    """GET an endpoint that needs a login; raise ServiceAuthError when the server refuses it.
+
+    Health endpoints answer without a login (for load balancers), so a server that would refuse
+    every call of the stage still passes them: this call is the check that the credentials work.
+    """
+    try:
+        _get(url, timeout, headers)
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            sent = "the credentials were refused" if headers else "it wants credentials and none are set"
+            raise ServiceAuthError(f"{what} at {url} answered HTTP {exc.code}: {sent}; {fix}") from exc
+        raise ServiceUnavailableError(f"{what} at {url} answered HTTP {exc.code}") from exc
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise ServiceUnavailableError(f"{what} at {url} does not answer ({getattr(exc, 'reason', exc)})") from exc
 
 
 def _health(url: str, timeout: float, what: str, var: str) -> str:
@@ -74,22 +125,28 @@ def _health(url: str, timeout: float, what: str, var: str) -> str:
 
 
 def check_mlflow(uri: str, timeout: float = 5.0) -> None:
-    """Raise ServiceUnavailableError unless an http(s) MLflow server answers `GET /health` with OK.
+    """Raise ServiceUnavailableError unless an http(s) MLflow server answers `GET /health` with OK
+    and accepts this client's credentials (ServiceAuthError when it refuses them).
 
     Local stores (sqlite:, file:, a plain path) need no server and pass.
     """
     scheme = urlparse(uri).scheme
     if scheme not in ("http", "https"):
         return
-    body = _health(uri.rstrip("/") + "/health", timeout, "MLflow tracking server", "MLFLOW_TRACKING_URI")
+    base = uri.rstrip("/")
+    body = _health(base + "/health", timeout, "MLflow tracking server", "MLFLOW_TRACKING_URI")
     if body.strip() != "OK":
         raise ServiceUnavailableError(
             f"{uri}/health answered {body.strip()[:80]!r}, not 'OK': is {uri} an MLflow server?"
         )
+    _authorized(base + "/api/2.0/mlflow/experiments/search?max_results=1", timeout, mlflow_auth_headers(),
+                "MLflow tracking server",
+                "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (infra/local/up's env.sh exports them)")
 
 
 def check_prefect(url: str | None = None, timeout: float = 5.0) -> str | None:
-    """Check the Prefect API at `url` (default `$PREFECT_API_URL`); None when no server is set.
+    """Check the Prefect API at `url` (default `$PREFECT_API_URL`) and that it accepts this client's
+    credentials; None when no server is set.
 
     With no server Prefect starts an ephemeral one itself, so that case is not an error.
     Returns the URL checked.
@@ -106,6 +163,8 @@ def check_prefect(url: str | None = None, timeout: float = 5.0) -> str | None:
         healthy = None
     if healthy is not True:
         raise ServiceUnavailableError(f"{url}/health answered {body.strip()[:80]!r}, not true: is {url} a Prefect API?")
+    _authorized(url.rstrip("/") + "/admin/version", timeout, prefect_auth_headers(), "Prefect API",
+                "set PREFECT_API_AUTH_STRING to the server's user:password (infra/local/up's env.sh exports it)")
     return url
 
 

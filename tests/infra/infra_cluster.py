@@ -4,9 +4,11 @@ A module, not conftest, so tests can import it (`from infra_cluster import ...`)
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -100,15 +102,73 @@ def pgrep(pattern: str) -> list[str]:
     return hits
 
 
+def _tcp_listeners() -> dict[int, tuple[str, int]]:
+    """socket inode -> (address, port) of every listening TCP socket of this network namespace."""
+    out = {}
+    for name in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/net/{name}").read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] != "0A":  # TCP_LISTEN
+                continue
+            hexaddr, hexport = fields[1].split(":")
+            raw = bytes.fromhex(hexaddr)
+            # the kernel prints the address as 32-bit words in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            addr = ipaddress.ip_address(raw)
+            out[int(fields[9])] = (str(addr), int(hexport, 16))
+    return out
+
+
+def is_loopback(addr: str) -> bool:
+    ip = ipaddress.ip_address(addr)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def listening(pids: dict[int, str]) -> set[tuple[int, str, str, int]]:
+    """(pid, command line, address, port) of the TCP sockets that processes `pids` listen on
+    (read from /proc: a process's fds name the socket inodes, /proc/net/tcp{,6} their addresses)."""
+    table = _tcp_listeners()
+    found = set()
+    for pid, args in pids.items():
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except (FileNotFoundError, PermissionError):
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inode = int(target[len("socket:["):-1])
+                if inode in table:
+                    found.add((pid, args[:120], *table[inode]))
+    return found
+
+
 @dataclass
 class LocalCluster:
     state: Path
     services: list[str]
     env: dict[str, str]
     ray_temp: Path
+    pg_dir: Path
     groups: dict[str, int] = field(default_factory=dict)
     up_output: str = ""
     seen: set[tuple[int, str, str]] = field(default_factory=set)
+    sockets: dict[str, set[tuple[int, str, str, int]]] = field(default_factory=dict)
+
+    def track_sockets(self) -> None:
+        """Remember, per service, every TCP socket its processes (Ray's workers included) listen on now."""
+        for service, pgid in self.groups.items():
+            procs = {pid: args for pid, _, args in node_processes(pgid)}
+            self.sockets.setdefault(service, set()).update(listening(procs))
 
     def track(self) -> None:
         """Remember every process of the cluster now alive, Ray workers outside the services'
@@ -144,10 +204,17 @@ class LocalCluster:
         left = [f"{s}: pid {p}" for s, g in self.groups.items() for p in live_group_pids(g)]
         alive = {(pid, start) for pid, _, _, start, _ in _ps()}
         left += [f"pid {pid}: {args}" for pid, start, args in sorted(self.seen) if (pid, start) in alive]
-        return left + pgrep(str(self.state)) + pgrep(str(self.ray_temp))
+        return left + pgrep(str(self.state)) + pgrep(str(self.ray_temp)) + pgrep(str(self.pg_dir))
 
 
-def make_cluster(tmp_path: Path, services: list[str]) -> LocalCluster:
+# What a client of one cluster must not carry into another (a developer's shell may have sourced an env.sh).
+CLIENT_VARS = ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
+               "MLFLOW_TRACKING_PASSWORD", "RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+
+
+def make_cluster(tmp_path: Path, services: list[str], **settings: str) -> LocalCluster:
+    """A cluster's settings (free ports, its own dirs) for `infra/local/*`; `settings` are more
+    FACESR_* variables (e.g. FACESR_RAY_HEAD_CPUS="2")."""
     ray_base = free_ray_base()
     state = tmp_path / "services"
     env = dict(os.environ)
@@ -156,20 +223,26 @@ def make_cluster(tmp_path: Path, services: list[str]) -> LocalCluster:
         "FACESR_SERVICES": " ".join(services),
         "FACESR_PREFECT_PORT": str(free_port()),
         "FACESR_MLFLOW_PORT": str(free_port()),
+        "FACESR_POSTGRES_PORT": str(free_port()),
         "FACESR_RAY_PORT": str(ray_base),
         "FACESR_RAY_TEMP_DIR": f"/tmp/fsr-t{ray_base}",
+        # pytest's tmp dirs are 0700: as root, Postgres (run as the postgres user) could not reach
+        # a data folder there
+        "FACESR_POSTGRES_DIR": f"/tmp/fsr-pg{ray_base}",
         "FACESR_RAY_DASHBOARD": "false",  # two cores: the dashboard would compete with the trials
         "FACESR_STOP_TIMEOUT": "8",
     })
-    for var in ("PREFECT_API_URL", "RAY_ADDRESS"):
+    env.update(settings)
+    for var in CLIENT_VARS:
         env.pop(var, None)
-    return LocalCluster(state=state, services=services, env=env, ray_temp=Path(env["FACESR_RAY_TEMP_DIR"]))
+    return LocalCluster(state=state, services=services, env=env, ray_temp=Path(env["FACESR_RAY_TEMP_DIR"]),
+                        pg_dir=Path(env["FACESR_POSTGRES_DIR"]))
 
 
 @contextmanager
-def running_cluster(base: Path, services: list[str]) -> Iterator[LocalCluster]:
+def running_cluster(base: Path, services: list[str], **settings: str) -> Iterator[LocalCluster]:
     """`infra/local/up` the services; `down` runs on exit even when the body failed."""
-    cl = make_cluster(base, services)
+    cl = make_cluster(base, services, **settings)
     try:
         proc = cl.script("up", check=False)
         for s in services:
@@ -181,6 +254,8 @@ def running_cluster(base: Path, services: list[str]) -> Iterator[LocalCluster]:
         yield cl
     finally:
         cl.script("down", check=False)
+        # a test cluster's database goes with it (a user's stays in the state dir)
+        shutil.rmtree(cl.pg_dir, ignore_errors=True)
 
 
 NODE_IDS = """

@@ -151,3 +151,66 @@ def test_trials_ask_for_no_more_cpus_than_the_largest_node(monkeypatch, caplog):
     # A head of 0 CPUs whose workers an autoscaler adds: the request stays as it is.
     monkeypatch.setattr(ray, "nodes", nodes(0))
     assert fit_cpus(2, "train") == 2
+
+
+class _Guarded(http.server.BaseHTTPRequestHandler):
+    """Health open, everything else behind one basic-auth login (as MLflow's and Prefect's are)."""
+
+    health = b"OK"
+    login = "facesr:s3cret"
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        import base64
+
+        if self.path.endswith("/health"):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(self.health)
+            return
+        want = "Basic " + base64.b64encode(self.login.encode()).decode()
+        self.send_response(200 if self.headers.get("Authorization") == want else 401)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def guarded_server():
+    servers = []
+
+    def start(health: bytes) -> str:
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("G", (_Guarded,), {"health": health}))
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+        return f"http://127.0.0.1:{srv.server_address[1]}"
+
+    yield start
+    for srv in servers:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_checks_send_the_clients_credentials(monkeypatch, guarded_server):
+    """Health endpoints answer anyone: the checks also make a call that needs the login, with the
+    header MLflow's and Prefect's clients would send, so a missing or wrong login fails fast."""
+    for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
+                "PREFECT_API_AUTH_STRING", "PREFECT_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    mlflow = guarded_server(b"OK")
+    with pytest.raises(services.ServiceAuthError, match="HTTP 401.*none are set.*MLFLOW_TRACKING_USERNAME"):
+        services.check_mlflow(mlflow, timeout=2)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "facesr")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "wrong")
+    with pytest.raises(services.ServiceAuthError, match="credentials were refused"):
+        services.check_mlflow(mlflow, timeout=2)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "s3cret")
+    services.check_mlflow(mlflow, timeout=2)
+
+    prefect = guarded_server(b"true") + "/api"
+    with pytest.raises(services.ServiceAuthError, match="PREFECT_API_AUTH_STRING"):
+        services.check_prefect(prefect, timeout=2)
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "facesr:s3cret")
+    assert services.check_prefect(prefect, timeout=2) == prefect
+    # an auth error is still a ServiceUnavailableError: callers that catch that one keep working
+    assert issubclass(services.ServiceAuthError, ServiceUnavailableError)
