@@ -211,17 +211,21 @@ def check_ray(address: str | None = None, timeout: float = 5.0) -> str | None:
     return addr
 
 
-def init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
-    """`ray.init` on `$RAY_ADDRESS` when set (checked first), else a local instance.
+def init_ray(num_cpus: int | None = None, **kwargs: Any) -> bool:
+    """`ray.init` on `$RAY_ADDRESS` when set (checked first), else a local instance; True if this
+    call did it (the caller then shuts Ray down), False when Ray was already initialised here.
 
-    A no-op when Ray is already initialised in this process (a test or a flow did it).
+    The FACESR_* switches (progress bars, fault-injection drills) travel in the runtime env, so
+    they reach trials on a cluster's other nodes too.
     """
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     check_ray()
-    ray.init(**ray_init_kwargs(num_cpus), **kwargs)
+    env = {"env_vars": {k: v for k, v in os.environ.items() if k.startswith("FACESR_")}}
+    ray.init(**ray_init_kwargs(num_cpus), **({"runtime_env": env} | kwargs))
+    return True
 
 
 def preflight(params: dict[str, Any] | None = None, timeout: float = 5.0) -> dict[str, str | None]:

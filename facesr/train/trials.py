@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from facesr.fileio import atomic_open
+from facesr.services import init_ray
 from facesr.train.checkpoint import FROM_RAY, LAST, RunIdentity
 from facesr.train.config import StageConfig, Trial, trial_from_dict
 from facesr.train.tracking import TrialTracker, mark_failed
@@ -123,20 +124,6 @@ def _trainable(config: dict[str, Any]) -> None:
 
 # --------------------------------------------------------------------------------------- driver
 
-def init_ray(num_cpus: int | None = None) -> bool:
-    """Connect to $RAY_ADDRESS when set, else start a local Ray; True if this call started it."""
-    import ray
-
-    from facesr.services import init_ray as init_ray_service
-
-    if ray.is_initialized():
-        return False
-    # FACESR_* switches (progress bars, fault-injection drills) reach trials on a cluster too
-    runtime_env = {"env_vars": {k: v for k, v in os.environ.items() if k.startswith("FACESR_")}}
-    init_ray_service(num_cpus=num_cpus or os.cpu_count(), runtime_env=runtime_env)
-    return True
-
-
 def fit_cpus(cpus: int, stage: str) -> int:
     """`cpus_per_trial`, lowered to the CPUs of the largest node Ray has.
 
@@ -161,7 +148,7 @@ def run_trials(config: StageConfig, identities: list[RunIdentity], *, data: Path
     import ray
     from ray import tune
 
-    started = init_ray()
+    started = init_ray(num_cpus=os.cpu_count())
     try:
         cpus = fit_cpus(config.resources.cpus_per_trial, config.stage)
         # Ask the cluster, not this process: a CPU-only driver may steer a cluster of GPU nodes.
