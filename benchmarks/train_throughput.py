@@ -29,7 +29,7 @@ def one_case(model_name: str, device: str, compile_: bool, batch: int, steps: in
     import torch
 
     from facesr.losses import ContentLoss, PerceptualLoss, discriminator_loss, generator_adversarial_loss
-    from facesr.models import build_model, sr_of
+    from facesr.models import build_model
 
     dev = torch.device(device)
     torch.manual_seed(0)
@@ -53,7 +53,7 @@ def one_case(model_name: str, device: str, compile_: bool, batch: int, steps: in
         with autocast:
             out = fwd(lr)
             if disc is not None:
-                d_loss = discriminator_loss(disc(hr), disc(sr_of(out).detach()))
+                d_loss = discriminator_loss(disc(hr), disc(out.sr.detach()))
         if disc is not None:
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
@@ -61,7 +61,7 @@ def one_case(model_name: str, device: str, compile_: bool, batch: int, steps: in
         with autocast:
             loss, _ = content(out, hr, parsing)
             if disc is not None:
-                sr = sr_of(out)
+                sr = out.sr
                 loss = loss + 6e-3 * perceptual(sr, hr) + 1e-3 * generator_adversarial_loss(disc(sr))
         opt.zero_grad(set_to_none=True)
         loss.backward()

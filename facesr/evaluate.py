@@ -78,16 +78,6 @@ def load_table_model(name: str, path: Path | None, device: str):
     return model
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EvaluationError(f"evaluate.device: {device!r} asked for but CUDA is not available")
-    return device
-
-
 def _to_tensor(batch: np.ndarray, device: str):
     import torch
 
@@ -116,15 +106,15 @@ def evaluate(
     `max_images` > 0 keeps the first faces only (smoke runs); 0 means the whole split.
     """
     import torch
-    from tqdm import tqdm
 
     from facesr.data import load_split, read_manifest
+    from facesr.data.util import progress as progress_bar
+    from facesr.device import resolve_device
     from facesr.metrics import LPIPS, compute_metrics
-    from facesr.models import sr_of
 
     if batch_size < 1:
         raise EvaluationError(f"evaluate.batch_size must be >= 1, got {batch_size}")
-    device = resolve_device(device)
+    device = resolve_device(device, setting="evaluate.device")
     manifest = read_manifest(data_root)
     parts = list(manifest["parts"])
     test = load_split(data_root, "test")
@@ -140,13 +130,12 @@ def evaluate(
         for sub, key in (("lr", "lr"), ("hr", "hr")):
             _save_pngs(images / sub, ids, np.asarray(test[key][:n]))
 
-    show = progress and os.environ.get("FACESR_NO_PROGRESS") != "1"
     for name, path in paths.items():
         model = load_table_model(name, path, device)
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         kept_parsing: list[np.ndarray] = []
-        bar = tqdm(total=n, desc=f"evaluate {name}", disable=not show, unit="face")
+        bar = progress_bar(total=n, desc=f"evaluate {name}", unit="face", enabled=progress)
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             lr = _to_tensor(test["lr"][start:stop], device)
@@ -154,8 +143,8 @@ def evaluate(
             gt_parsing = torch.from_numpy(np.array(test["parsing"][start:stop])).to(device).float() / 255.0
             with torch.no_grad():
                 out = model(lr)
-            sr = sr_of(out).clamp(0, 1)
-            pred = out[1] if isinstance(out, (tuple, list)) else None
+            sr = out.sr.clamp(0, 1)
+            pred = out.parsing
             scores = compute_metrics(
                 sr, hr, lpips=lpips_fn, parsing=gt_parsing, pred_parsing=pred, parts=parts
             )

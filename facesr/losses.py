@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facesr.models.output import SROutput
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -37,12 +39,12 @@ class LossConfigError(ValueError):
 class ContentLoss(nn.Module):
     """Method 1's content loss ``w_coarse*MSE(coarse, HR) + w_parsing*MSE(parsing, P) + w_fine*MSE(sr, HR)``.
 
-    Called as ``loss(output, hr, parsing) -> (total, terms)``. `terms` holds the unweighted MSE of
-    each term that exists for this output:
+    Called as ``loss(output, hr, parsing) -> (total, terms)`` with a generator's `SROutput`. `terms`
+    holds the unweighted MSE of each term the output has, in this order:
 
-    * method1 output ``(coarse, parsing, sr)``: ``{"coarse", "parsing", "fine"}``;
-    * method1 with ``prior=False`` (``parsing`` is None): ``{"coarse", "fine"}``, no parsing term;
-    * a plain SR tensor (bicubic, srresnet): ``{"fine"}``, total ``w_fine * MSE(sr, HR)``.
+    * method1: ``{"coarse", "parsing", "fine"}``;
+    * method1 with ``prior=False`` (``output.parsing`` is None): ``{"coarse", "fine"}``;
+    * bicubic, srresnet (``output.coarse`` is None too): ``{"fine"}``, total ``w_fine * MSE(sr, HR)``.
 
     Args:
         w_coarse (float): Weight of the coarse SR term (thesis: 1). Default: 1.0.
@@ -59,30 +61,31 @@ class ContentLoss(nn.Module):
         self.w_parsing = float(w_parsing)
         self.w_fine = float(w_fine)
 
-    def forward(self, output, hr: torch.Tensor, parsing: torch.Tensor | None = None
+    def forward(self, output: SROutput, hr: torch.Tensor, parsing: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        if isinstance(output, torch.Tensor):
-            fine = F.mse_loss(output, hr)
-            return self.w_fine * fine, {"fine": fine}
-        if not (isinstance(output, (tuple, list)) and len(output) == 3):
-            raise LossConfigError(
-                f"ContentLoss: expected an SR tensor or a (coarse, parsing, sr) tuple, got {type(output).__name__}"
-            )
-        coarse, pred_parsing, sr = output
-        terms = {"coarse": F.mse_loss(coarse, hr)}
-        total = self.w_coarse * terms["coarse"]
-        if pred_parsing is not None:
+        if not isinstance(output, SROutput):
+            raise LossConfigError(f"ContentLoss: expected a generator's SROutput, got {type(output).__name__}")
+        terms: dict[str, torch.Tensor] = {}
+        weighted: list[torch.Tensor] = []
+        if output.coarse is not None:
+            terms["coarse"] = F.mse_loss(output.coarse, hr)
+            weighted.append(self.w_coarse * terms["coarse"])
+        if output.parsing is not None:
             if parsing is None:
                 raise LossConfigError("ContentLoss: the model predicts parsing maps but no target parsing was given")
-            if parsing.shape != pred_parsing.shape:
+            if parsing.shape != output.parsing.shape:
                 raise LossConfigError(
                     f"ContentLoss: parsing target {tuple(parsing.shape)} does not match the prediction "
-                    f"{tuple(pred_parsing.shape)}"
+                    f"{tuple(output.parsing.shape)}"
                 )
-            terms["parsing"] = F.mse_loss(pred_parsing, parsing)
-            total = total + self.w_parsing * terms["parsing"]
-        terms["fine"] = F.mse_loss(sr, hr)
-        total = total + self.w_fine * terms["fine"]
+            terms["parsing"] = F.mse_loss(output.parsing, parsing)
+            weighted.append(self.w_parsing * terms["parsing"])
+        terms["fine"] = F.mse_loss(output.sr, hr)
+        weighted.append(self.w_fine * terms["fine"])
+        # summed left to right from the first term, not from 0: the same ops as the terms alone
+        total = weighted[0]
+        for term in weighted[1:]:
+            total = total + term
         return total, terms
 
 

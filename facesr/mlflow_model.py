@@ -46,24 +46,21 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context) -> None:
-        import torch
-
+        from facesr.device import resolve_device
         from facesr.models import load_generator
 
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = resolve_device("auto")
         self.model, self.meta = load_generator(context.artifacts[GENERATOR_ARTIFACT], map_location=self.device)
 
     def predict(self, context, model_input: np.ndarray, params: dict[str, Any] | None = None) -> np.ndarray:
         import torch
-
-        from facesr.models import sr_of
 
         lr = np.asarray(model_input)
         if lr.ndim != 4 or lr.shape[1:] != (3, LR_SIZE, LR_SIZE):
             raise ValueError(f"expected a batch of LR faces (N, 3, {LR_SIZE}, {LR_SIZE}), got shape {lr.shape}")
         with torch.inference_mode():
             out = self.model(torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)).to(self.device))
-        return sr_of(out).clamp(0.0, 1.0).cpu().numpy()
+        return out.sr.clamp(0.0, 1.0).cpu().numpy()
 
 
 def signature(upscale: int) -> ModelSignature:

@@ -387,7 +387,7 @@ def _download_torchvision(arch: str, root: Path) -> Path | None:
     import urllib.error
     import urllib.request
 
-    from tqdm import tqdm
+    from facesr.data.util import progress
 
     spec = TRUNKS[arch]
     root.mkdir(parents=True, exist_ok=True)
@@ -399,8 +399,8 @@ def _download_torchvision(arch: str, root: Path) -> Path | None:
     target = root / spec["torchvision_file"]
     try:
         total = int(resp.headers.get("Content-Length") or 0) or None
-        with atomic_open(target, "wb") as f, resp, tqdm(total=total, unit="B", unit_scale=True, desc=arch,
-                                                       disable=_no_progress()) as bar:
+        with atomic_open(target, "wb") as f, resp, progress(total=total, unit="B", unit_scale=True,
+                                                           desc=arch) as bar:
             got = 0
             for chunk in iter(lambda: resp.read(1 << 20), b""):
                 f.write(chunk)
@@ -414,10 +414,6 @@ def _download_torchvision(arch: str, root: Path) -> Path | None:
         # a dropped connection is an IncompleteRead (HTTPException); atomic_open kept nothing of it
         print(f"{arch}: torchvision download failed ({e!r})", file=sys.stderr)
         return None
-
-
-def _no_progress() -> bool:
-    return os.environ.get("FACESR_NO_PROGRESS", "") not in ("", "0") or not sys.stderr.isatty()
 
 
 def missing_message(arch: str) -> str:

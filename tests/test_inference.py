@@ -45,8 +45,8 @@ def trained_method1(mini_dir, tmp_path_factory) -> Path:
     model.train()
     for step in range(6):
         idx = torch.arange(4) + (step % 3) * 4
-        coarse, _, sr = model(lr[idx])
-        loss = torch.nn.functional.mse_loss(coarse, hr[idx]) + torch.nn.functional.mse_loss(sr, hr[idx])
+        out = model(lr[idx])
+        loss = torch.nn.functional.mse_loss(out.coarse, hr[idx]) + torch.nn.functional.mse_loss(out.sr, hr[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -178,21 +178,70 @@ def test_old_pickled_registry_models_load_only_with_allow_pickle(trained_method1
         facesr.load("models:/no-such-model/latest", device="cpu")
 
 
-def test_bare_names_resolve_in_the_pipeline_models_folders(tmp_path, monkeypatch, trained_method1, tiny_srresnet):
-    models = tmp_path / "models"
-    (models / "train").mkdir(parents=True)
-    (models / "gan").mkdir()
-    (models / "train" / "method1.pt").write_bytes(trained_method1.read_bytes())
-    (models / "gan" / "method2.pt").write_bytes(trained_method1.read_bytes())
-    (models / "train" / "srresnet.pt").write_bytes(tiny_srresnet.read_bytes())
-    monkeypatch.setenv("FACESR_MODELS", str(models))
-    assert facesr.load("method1", device="cpu").source == str(models / "train" / "method1.pt")
-    assert facesr.load("method2", device="cpu").source == str(models / "gan" / "method2.pt")
+PIPELINE = """
+stages:
+  train:
+    cmd: python -m stages.train --data data/prepared --models out/generators --metrics metrics/train.json
+    outs:
+      - out/generators
+      - metrics/train.json:
+          cache: false
+  train_gan:
+    cmd: >-
+      python -m stages.train_gan --init out/generators/method1.pt
+      --models=out/adversarial
+    outs:
+      - out/adversarial
+  evaluate:
+    cmd: python -m stages.evaluate --models elsewhere --gan out/adversarial
+    deps:
+      - elsewhere
+"""
+
+
+def test_bare_names_resolve_where_dvc_yaml_says_the_stages_write_models(tmp_path, monkeypatch, trained_method1,
+                                                                        tiny_srresnet):
+    """Paths live in dvc.yaml only: a name is `<name>.pt` in the folder a stage passes as --models and
+    lists in its outs (not a models/train or models/gan written into facesr)."""
+    from facesr.inference import find_dvc_yaml, pipeline_model_dirs
+
+    project = tmp_path.resolve() / "project"
+    (project / "out" / "generators").mkdir(parents=True)
+    (project / "out" / "adversarial").mkdir()
+    (project / "elsewhere").mkdir()
+    (project / "dvc.yaml").write_text(PIPELINE)
+    (project / "out" / "generators" / "method1.pt").write_bytes(trained_method1.read_bytes())
+    (project / "out" / "generators" / "srresnet.pt").write_bytes(tiny_srresnet.read_bytes())
+    (project / "out" / "adversarial" / "method2.pt").write_bytes(trained_method1.read_bytes())
+    # a stage that reads models (evaluate's --models) is not where they are looked up
+    (project / "elsewhere" / "srresnet.pt").write_bytes(trained_method1.read_bytes())
+    (project / "notebooks").mkdir()
+    monkeypatch.chdir(project / "notebooks")  # dvc.yaml is found in a folder above, as dvc finds it
+    assert find_dvc_yaml()[0] == project / "dvc.yaml"
+    assert pipeline_model_dirs(project / "dvc.yaml") == [project / "out" / "generators", project / "out" / "adversarial"]
+    assert facesr.load("method1", device="cpu").source == str(project / "out" / "generators" / "method1.pt")
+    assert facesr.load("method2", device="cpu").source == str(project / "out" / "adversarial" / "method2.pt")
     assert facesr.load("srresnet", device="cpu").name == "srresnet"
     assert facesr.load("bicubic", device="cpu").name == "bicubic"
-    monkeypatch.chdir(tmp_path / "models")  # no ./models here, so only FACESR_MODELS and the checkout
-    with pytest.raises(ModelSourceError, match="dvc repro"):
+    with pytest.raises(ModelSourceError, match="dvc repro") as exc:
         facesr.load("no_such_variant", device="cpu")
+    assert str(project / "dvc.yaml") in str(exc.value) and str(project / "out" / "generators") in str(exc.value)
+
+
+def test_a_name_without_any_dvc_yaml_says_where_it_looked(tmp_path, monkeypatch):
+    import facesr.inference.loading as loading
+
+    monkeypatch.setattr(loading, "CHECKOUT", tmp_path / "installed")  # as for an installed facesr: no checkout
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelSourceError, match="no dvc.yaml in") as exc:
+        facesr.load("method1", device="cpu")
+    assert str(tmp_path) in str(exc.value) and "MLflow URI" in str(exc.value)
+    (tmp_path / "dvc.yaml").write_text("stages: {prepare: {cmd: python prepare.py, outs: [data]}}\n")
+    with pytest.raises(ModelSourceError, match="no stage writes a --models folder"):
+        facesr.load("method1", device="cpu")
+    (tmp_path / "dvc.yaml").write_text("stages: [unclosed\n")
+    with pytest.raises(ModelSourceError, match="dvc.yaml: cannot read"):
+        facesr.load("method1", device="cpu")
 
 
 def test_bad_model_sources_are_clear_errors(tmp_path):
@@ -254,6 +303,21 @@ def test_save_parsing_with_a_model_without_parsing_says_so(tiny_srresnet, mini_d
     assert "predicts no parsing maps" in capsys.readouterr().err
     assert (tmp_path / "out" / "face1.png").is_file()
     assert not (tmp_path / "out" / "parsing").exists()
+
+
+def test_upscaling_runs_the_model_once_per_batch_and_no_more(tiny_srresnet, trained_method1, mini_dir, tmp_path):
+    """Whether a model predicts parsing maps is what it declares, not learnt from a dummy forward pass."""
+    _five_faces(mini_dir, tmp_path / "in")
+    for path in (tiny_srresnet, trained_method1):
+        up = facesr.load(path, device="cpu")
+        assert up.predicts_parsing == (up.name == "method1")
+        calls = []
+        up.model.register_forward_pre_hook(lambda _module, args, calls=calls: calls.append(args[0].shape[0]))
+        report = upscale_files([tmp_path / "in"], tmp_path / f"out_{up.name}", upscaler=up, save_parsing=True,
+                               batch=5)
+        assert report.ok and len(report.written) == 5
+        assert calls == [5], calls
+        assert len(report.extras) == (5 if up.predicts_parsing else 0)
 
 
 # ---------------------------------------------------------------------------------------------- photos

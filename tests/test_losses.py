@@ -18,6 +18,7 @@ from facesr.losses import (
     generator_adversarial_loss,
     vgg_layer_index,
 )
+from facesr.models import SROutput
 
 
 def _method1_output(batch=2):
@@ -31,7 +32,7 @@ def _method1_output(batch=2):
 def test_content_loss_is_the_weighted_mse_sum():
     (coarse, parsing, sr), hr, target = _method1_output()
     loss = ContentLoss(w_coarse=0.5, w_parsing=2.0, w_fine=3.0)
-    total, terms = loss((coarse, parsing, sr), hr, target)
+    total, terms = loss(SROutput(sr, coarse=coarse, parsing=parsing), hr, target)
     by_hand = {
         "coarse": ((coarse - hr) ** 2).sum() / coarse.numel(),
         "parsing": ((parsing - target) ** 2).sum() / parsing.numel(),
@@ -43,26 +44,42 @@ def test_content_loss_is_the_weighted_mse_sum():
     torch.testing.assert_close(total, 0.5 * by_hand["coarse"] + 2.0 * by_hand["parsing"] + 3.0 * by_hand["fine"])
 
 
-def test_content_loss_plain_tensor_is_fine_term_only():
+def test_content_loss_of_sr_alone_is_fine_term_only():
     (_, _, sr), hr, target = _method1_output()
-    total, terms = ContentLoss(w_fine=2.0)(sr, hr, target)
+    total, terms = ContentLoss(w_fine=2.0)(SROutput(sr), hr, target)
     assert set(terms) == {"fine"}
     torch.testing.assert_close(total, 2.0 * ((sr - hr) ** 2).mean())
 
 
+def test_content_loss_sums_the_terms_as_before():
+    """Bitwise the value the loss had when outputs were tuples: the same ops in the same order."""
+    (coarse, parsing, sr), hr, target = _method1_output()
+    weights = dict(w_coarse=0.25, w_parsing=1.5, w_fine=0.75)
+    c, p, f = F.mse_loss(coarse, hr), F.mse_loss(parsing, target), F.mse_loss(sr, hr)
+    total, _ = ContentLoss(**weights)(SROutput(sr, coarse=coarse, parsing=parsing), hr, target)
+    assert torch.equal(total, 0.25 * c + 1.5 * p + 0.75 * f)
+    total, _ = ContentLoss(**weights)(SROutput(sr, coarse=coarse), hr, target)
+    assert torch.equal(total, 0.25 * c + 0.75 * f)
+    total, _ = ContentLoss(**weights)(SROutput(sr), hr, target)
+    assert torch.equal(total, 0.75 * f)
+
+
 def test_content_loss_without_prior_drops_parsing_term():
     (coarse, _, sr), hr, target = _method1_output()
-    total, terms = ContentLoss()((coarse, None, sr), hr, target)
+    total, terms = ContentLoss()(SROutput(sr, coarse=coarse), hr, target)
     assert set(terms) == {"coarse", "fine"}
     torch.testing.assert_close(total, ((coarse - hr) ** 2).mean() + ((sr - hr) ** 2).mean())
 
 
 def test_content_loss_errors():
     (coarse, parsing, sr), hr, target = _method1_output()
+    out = SROutput(sr, coarse=coarse, parsing=parsing)
     with pytest.raises(LossConfigError, match="no target parsing"):
-        ContentLoss()((coarse, parsing, sr), hr, None)
+        ContentLoss()(out, hr, None)
     with pytest.raises(LossConfigError, match="does not match"):
-        ContentLoss()((coarse, parsing, sr), hr, target[:, :5])
+        ContentLoss()(out, hr, target[:, :5])
+    with pytest.raises(LossConfigError, match="expected a generator's SROutput, got tuple"):
+        ContentLoss()((coarse, parsing, sr), hr, target)
     with pytest.raises(LossConfigError, match="w_fine must be a number >= 0"):
         ContentLoss(w_fine=-1.0)
 

@@ -15,7 +15,7 @@ import yaml
 
 import facesr
 from facesr.inference import ModelSourceError
-from facesr.models import GeneratorFileError, build_model, load_generator, save_generator, sr_of
+from facesr.models import GeneratorFileError, build_model, load_generator, save_generator
 
 TINY = {"srresnet": dict(num_feat=8, num_block=1),
         "method1": dict(num_feat=8, num_block=1, reduction=4, prior_feat=8, prior_res_blocks=1, num_hourglass=1,
@@ -75,7 +75,7 @@ def _lr(n: int, seed: int = 0) -> np.ndarray:
 def _sr_from_file(path: Path, lr: np.ndarray) -> np.ndarray:
     model, _ = load_generator(path)
     with torch.inference_mode():
-        return sr_of(model(torch.from_numpy(lr))).clamp(0, 1).numpy()
+        return model(torch.from_numpy(lr)).sr.clamp(0, 1).numpy()
 
 
 def test_log_generator_registers_a_version_of_the_run(registered):

@@ -35,6 +35,7 @@ from pathlib import Path, PurePosixPath
 
 from facesr.data.errors import BadFile, DataError, apply_policy, check_policy
 from facesr.data.layout import IMG_DIR, MASK_DIR, TOP, find_root
+from facesr.data.util import progress as progress_bar
 from facesr.data.util import sha256_file
 from facesr.fileio import atomic_dir, atomic_write_text, sweep_stale
 
@@ -114,8 +115,6 @@ def fetch(url: str, dest: str | Path, *, sha256: str = "", expected_from: str = 
     to `dest.sha256` (sha256sum format) before `dest` appears. `expected_from` names where `sha256`
     came from, for the mismatch error.
     """
-    from tqdm import tqdm
-
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -125,7 +124,6 @@ def fetch(url: str, dest: str | Path, *, sha256: str = "", expected_from: str = 
         sweep_stale(leftover)  # atomic_open's temp files of a killed run
     total: int | None = None
     attempt = restarts = resumed = 0
-    off = not progress or os.environ.get("FACESR_NO_PROGRESS") == "1"
     while True:
         have = part.stat().st_size if part.exists() else 0
         meta = _read_meta(meta_path) if have else {}
@@ -159,8 +157,8 @@ def fetch(url: str, dest: str | Path, *, sha256: str = "", expected_from: str = 
                 else:
                     raise DownloadError(f"{url}: unexpected HTTP {resp.status} to "
                                         f"{'Range bytes=' + str(have) + '-' if have else 'a plain GET'}")
-                with open(part, mode) as f, tqdm(total=total, initial=have, unit="B", unit_scale=True,
-                                                  desc=dest.name, disable=off) as bar:
+                with open(part, mode) as f, progress_bar(total=total, initial=have, unit="B", unit_scale=True,
+                                                          desc=dest.name, enabled=progress) as bar:
                     if mode == "wb":
                         # written after the truncation and before any byte: the .part and its record
                         # always describe the same version, whenever the run is killed

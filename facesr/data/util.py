@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -19,12 +18,24 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def progress(iterable: Iterable, *, total: int | None = None, desc: str = "", unit: str = "img"):
-    """tqdm, off when FACESR_NO_PROGRESS=1 or stderr is not a terminal (logs stay readable)."""
+# tqdm's own switch and facesr's older name for it (tests and CI set FACESR_NO_PROGRESS)
+PROGRESS_OFF_ENV = ("TQDM_DISABLE", "FACESR_NO_PROGRESS")
+
+
+def progress(iterable: Iterable | None = None, *, total: float | None = None, desc: str = "", unit: str = "img",
+             enabled: bool = True, **tqdm_args: Any):
+    """The progress bar of every facesr loop: a tqdm on stderr, shown only where stderr is a
+    terminal (tqdm's ``disable=None``), so logs stay readable.
+
+    `TQDM_DISABLE` or `FACESR_NO_PROGRESS` set to anything but "" or "0" hides it, read at each
+    call (tqdm reads its own `TQDM_*` variables once, at import, and an explicit `disable` overrides
+    them); so does ``enabled=False``. Without `iterable` it is a manual bar (``update(n)``, a
+    context manager). `tqdm_args` go to tqdm as they are (``initial``, ``unit_scale``, ...).
+    """
     from tqdm import tqdm
 
-    off = os.environ.get("FACESR_NO_PROGRESS") == "1" or not sys.stderr.isatty()
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=off)
+    off = not enabled or any(os.environ.get(key, "") not in ("", "0") for key in PROGRESS_OFF_ENV)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=True if off else None, **tqdm_args)
 
 
 def ordered_map(fn: Callable[[Any], Any], items: list, workers: int, *, desc: str) -> Iterator[Any]:

@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -93,8 +92,8 @@ def score_dirs(sr_dir: str | Path, hr_dir: str | Path, *, lpips_net: str = "alex
     """Score every pair; returns ``{"rows": [{"name", metrics...}], "mean": {...}, "n": int, ...}``."""
     import numpy as np
     import torch
-    from tqdm import tqdm
 
+    from facesr.data.util import progress as progress_bar
     from facesr.metrics import LPIPS, compute_metrics
     from facesr.metrics.quality import finite_mean
 
@@ -107,8 +106,7 @@ def score_dirs(sr_dir: str | Path, hr_dir: str | Path, *, lpips_net: str = "alex
     for i, (_, a, _) in enumerate(pairs):
         by_size.setdefault(a.shape, []).append(i)
     rows: list[dict | None] = [None] * len(pairs)
-    show = progress and os.environ.get("FACESR_NO_PROGRESS") != "1" and sys.stderr.isatty()
-    with tqdm(total=len(pairs), desc="score", unit="img", disable=not show) as bar:
+    with progress_bar(total=len(pairs), desc="score", unit="img", enabled=progress) as bar:
         for idx in by_size.values():
             for start in range(0, len(idx), batch):
                 chunk = idx[start : start + batch]

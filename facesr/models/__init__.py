@@ -2,6 +2,7 @@
 
 ``MODELS`` maps a name to its class; ``build_model(name, **model_args)`` builds one with the
 params.yaml `model_args` and attaches ``model.spec``. Names: bicubic, srresnet, method1, discriminator.
+Every generator returns an `SROutput` and declares `predicts_parsing`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from facesr.models.bicubic import Bicubic
 from facesr.models.discriminator import Discriminator
 from facesr.models.method1 import PriorGuidedSR
+from facesr.models.output import SROutput
 from facesr.models.registry import (
     GENERATOR_FORMAT,
     MODELS,
@@ -21,7 +23,6 @@ from facesr.models.registry import (
     model_arg_names,
     register_model,
     save_generator,
-    sr_of,
 )
 from facesr.models.srresnet import SRResNet
 
@@ -34,11 +35,11 @@ __all__ = [
     "GeneratorFileNotFoundError",
     "ModelConfigError",
     "PriorGuidedSR",
+    "SROutput",
     "SRResNet",
     "build_model",
     "load_generator",
     "model_arg_names",
     "register_model",
     "save_generator",
-    "sr_of",
 ]

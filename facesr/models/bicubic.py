@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facesr.models.output import SROutput
 from facesr.models.registry import ModelConfigError, register_model
 
 
@@ -29,11 +30,13 @@ class Bicubic(nn.Module):
         upscale (int): Upsampling factor. Default: 8.
     """
 
+    predicts_parsing = False
+
     def __init__(self, upscale: int = 8):
         super().__init__()
         if not isinstance(upscale, int) or upscale < 1:
             raise ModelConfigError(f"bicubic: upscale must be a positive integer, got {upscale!r}")
         self.upscale = upscale
 
-    def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        return bicubic_upsample(lr, self.upscale).clamp(0.0, 1.0)
+    def forward(self, lr: torch.Tensor) -> SROutput:
+        return SROutput(bicubic_upsample(lr, self.upscale).clamp(0.0, 1.0))

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facesr.models.bicubic import bicubic_upsample
+from facesr.models.output import SROutput
 from facesr.models.registry import ModelConfigError, register_model
 from facesr.models.srresnet import ResidualBlock, SRResNetTrunk, check_bool, check_positive, check_upscale
 
@@ -175,12 +176,13 @@ class FusingModule(nn.Module):
 
 @register_model("method1")
 class PriorGuidedSR(nn.Module):
-    """Method 1: LR (B,3,h,w) -> (coarse_sr (B,3,H,W), parsing (B,num_parsing,H,W) in [0,1], sr (B,3,H,W)),
-    with H, W = upscale*h, upscale*w. The prior branch's stride-2 stem and x2 head assume even H, W.
+    """Method 1: LR (B,3,h,w) -> SROutput(sr (B,3,H,W), coarse (B,3,H,W), parsing (B,num_parsing,H,W)
+    in [0,1]), with H, W = upscale*h, upscale*w. The prior branch's stride-2 stem and x2 head assume
+    even H, W.
 
-    With ``prior=False`` (ablation) there is no prior branch: the output is ``(coarse_sr, None, sr)``
-    and the fusing module sees the coarse image alone (its first conv takes 3 channels, not 3 +
-    num_parsing); `facesr.losses.ContentLoss` then drops the parsing term.
+    With ``prior=False`` (ablation) there is no prior branch: the output's ``parsing`` is None,
+    ``predicts_parsing`` is False, and the fusing module sees the coarse image alone (its first conv
+    takes 3 channels, not 3 + num_parsing); `facesr.losses.ContentLoss` then drops the parsing term.
 
     Args:
         num_feat (int): Feature channels of the SR branch and the fusing module. Default: 64.
@@ -228,13 +230,18 @@ class PriorGuidedSR(nn.Module):
         self.fusing = FusingModule(3 + num_parsing if prior else 3, num_feat)
 
     @property
+    def predicts_parsing(self) -> bool:
+        """Whether outputs carry parsing maps: the model has a prior branch (``prior=True``)."""
+        return self.prior_branch is not None
+
+    @property
     def attention_blocks(self) -> list[AttentionBlock]:
         return [m for m in self.sr_branch.body if isinstance(m, AttentionBlock)]
 
-    def forward(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def forward(self, lr: torch.Tensor) -> SROutput:
         coarse = self.sr_branch(lr)
         parsing = None if self.prior_branch is None else self.prior_branch(lr)
         sr = self.fusing(coarse if parsing is None else torch.cat([coarse, parsing], dim=1))
         if self.image_residual:
             sr = sr + coarse
-        return coarse, parsing, sr
+        return SROutput(sr=sr, coarse=coarse, parsing=parsing)

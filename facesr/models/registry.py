@@ -77,17 +77,6 @@ def build_model(name: str, **model_args: Any) -> nn.Module:
     return model
 
 
-def sr_of(output: torch.Tensor | tuple | list) -> torch.Tensor:
-    """The final SR image of any generator's output (a tensor, or method1's (coarse, parsing, sr))."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and len(output) == 3 and isinstance(output[2], torch.Tensor):
-        return output[2]
-    raise TypeError(
-        f"expected a generator output (a tensor or a (coarse_sr, parsing, sr) tuple), got {type(output).__name__}"
-    )
-
-
 def _plain(value: Any, where: str) -> Any:
     """`value` as tensors/numbers/strings/lists/dicts only, so `weights_only=True` can read it back."""
     if value is None or isinstance(value, (bool, int, float, str)):

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from facesr.models.bicubic import bicubic_upsample
+from facesr.models.output import SROutput
 from facesr.models.registry import ModelConfigError, register_model
 
 
@@ -88,7 +89,7 @@ class SRResNetTrunk(nn.Module):
 
 @register_model("srresnet")
 class SRResNet(nn.Module):
-    """SRResNet: LR (B, num_in_ch, h, w) -> SR (B, num_out_ch, upscale*h, upscale*w).
+    """SRResNet: LR (B, num_in_ch, h, w) -> SROutput(sr (B, num_out_ch, upscale*h, upscale*w)).
 
     The output is not clamped (training sees the raw values; metrics quantise to [0, 255]).
 
@@ -103,6 +104,8 @@ class SRResNet(nn.Module):
             demo profile) start from bicubic quality instead of a blank image. Default: False.
     """
 
+    predicts_parsing = False
+
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_block: int = 16,
                  upscale: int = 8, image_residual: bool = False):
         super().__init__()
@@ -113,5 +116,5 @@ class SRResNet(nn.Module):
         blocks = [ResidualBlock(num_feat) for _ in range(num_block)]
         self.trunk = SRResNetTrunk(num_in_ch, num_out_ch, num_feat, blocks, stages, image_residual)
 
-    def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        return self.trunk(lr)
+    def forward(self, lr: torch.Tensor) -> SROutput:
+        return SROutput(self.trunk(lr))

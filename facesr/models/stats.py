@@ -137,7 +137,7 @@ THESIS_VS_SPEC = """\
 | Hourglass stacking | Newell et al. (intermediate supervision) | no intermediate supervision (the thesis has one prior loss): each stage is hourglass -> residual -> conv1x1-BN-ReLU, added to its input |
 | Parsing maps | "jawline, eyebrows, eyes, nose, mouth and ears" | 11 channels: skin, l_brow, r_brow, l_eye, r_eye, nose, mouth, u_lip, l_lip, l_ear, r_ear; sigmoid outputs (multi-label, not a softmax) |
 | Fusing module | concat -> conv1 -> residual block -> conv2 | the same, plus a PReLU after conv1 (SRResNet's head; else conv1 and the block's first conv compose linearly); residual block = SRResNet's |
-| Without the prior | - | `prior: false` drops the branch; output `(coarse, None, sr)`, the fusing conv takes 3 channels, ContentLoss drops the parsing term |
+| Without the prior | - | `prior: false` drops the branch; the output (an `SROutput`) has `parsing=None` and `predicts_parsing` is false, the fusing conv takes 3 channels, ContentLoss drops the parsing term |
 | Discriminator output | Dense 1 + sigmoid | Dense 1 (logits); the sigmoid lives in BCE-with-logits |
 | Losses | MSE terms summed (eq. 3.8); eq. 3.12 summed over N | means over all elements and over the batch; weights from params (1, 1, 1; GAN 1, 6e-3, 1e-3) |
 | VGG loss layer | "i-th conv, before the j-th pooling" of VGG19 | relu5_4 of VGG19 (SRGAN's phi_5,4, after the activation); vgg16 -> relu5_3; ImageNet mean/std on [0, 1] input; features not rescaled (beta = 6e-3 = SRGAN's 1/12.75^2) |

@@ -26,9 +26,10 @@ from torch import nn
 from facesr.data import FaceSRDataset
 from facesr.data.packed import read_manifest
 from facesr.data.util import progress
+from facesr.device import resolve_device
 from facesr.losses import ContentLoss, PerceptualLoss, discriminator_loss, generator_adversarial_loss
 from facesr.metrics import psnr
-from facesr.models import build_model, load_generator, save_generator, sr_of
+from facesr.models import build_model, load_generator, save_generator
 from facesr.train.checkpoint import RunIdentity, resume_from, rng_state, save_checkpoint, set_rng_state
 from facesr.train.config import ContentLoop, GanLoop, RMSProp, Schedule, Trial
 from facesr.train.data import StepBatchSampler, flip_batch, flip_permutation
@@ -41,7 +42,7 @@ FAULT_STEP_ENV, FAULT_MODE_ENV = "FACESR_FAULT_STEP", "FACESR_FAULT_MODE"
 
 
 class TrainConfigError(ValueError):
-    """A trial that cannot run here (CUDA asked for but absent, a GAN init that is not Method 1)."""
+    """A trial that cannot run as configured (a GAN init that is not Method 1)."""
 
 
 class InjectedFault(RuntimeError):
@@ -60,14 +61,6 @@ class LoopResult:
 
 
 # ----------------------------------------------------------------------------------------- setup
-
-def pick_device(want: str) -> torch.device:
-    if want == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if want == "cuda" and not torch.cuda.is_available():
-        raise TrainConfigError("loop.device: cuda requested but no CUDA device is available")
-    return torch.device(want)
-
 
 def seed_everything(seed: int, device: torch.device) -> None:
     import random
@@ -131,7 +124,7 @@ class ContentTask:
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
-        return {"loss": float(loss.detach()), **{f"loss_{k}": float(v.detach()) for k, v in parts.items()}}, sr_of(out)
+        return {"loss": float(loss.detach()), **{f"loss_{k}": float(v.detach()) for k, v in parts.items()}}, out.sr
 
 
 class GanTask:
@@ -160,7 +153,7 @@ class GanTask:
         # D step on a detached fake, then the G step against the updated D
         with autocast:
             out = forward(batch["lr"])
-            sr = sr_of(out)
+            sr = out.sr
             d_loss = discriminator_loss(self.disc(batch["hr"]), self.disc(sr.detach()))
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -189,7 +182,7 @@ def train(trial: Trial, *, data_root: str | Path, workdir: str | Path, identity:
     cfg, data_root, workdir = trial.loop, Path(data_root), Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     emit = on_event or (lambda kind, step, payload: None)
-    device = pick_device(cfg.device)
+    device = torch.device(resolve_device(cfg.device, setting="loop.device"))
     channels_last = cfg.channels_last and device.type == "cuda"
     autocast = autocast_for(device, cfg.precision)
 

@@ -45,7 +45,6 @@ class Validator:
     @torch.no_grad()
     def __call__(self, model: nn.Module, autocast) -> tuple[dict[str, float], torch.Tensor]:
         from facesr.metrics import compute_metrics
-        from facesr.models import sr_of
 
         was_training = model.training
         model.eval()
@@ -57,9 +56,8 @@ class Validator:
             part = {k: v[start:start + self.batch_size].to(self.device) for k, v in self.batch.items()}
             with autocast:
                 out = model(part["lr"])
-            sr = sr_of(out).float().clamp(0, 1)
-            pred_parsing = (out[1].float().clamp(0, 1)
-                            if isinstance(out, tuple) and out[1] is not None else None)
+            sr = out.sr.float().clamp(0, 1)
+            pred_parsing = None if out.parsing is None else out.parsing.float().clamp(0, 1)
             scores = compute_metrics(sr, part["hr"], lpips=self.lpips, parsing=part["parsing"],
                                      pred_parsing=pred_parsing, parts=self.parts)
             for key, value in scores.items():

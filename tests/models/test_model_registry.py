@@ -1,4 +1,4 @@
-"""Registry, build_model errors, sr_of, and the exported-generator file."""
+"""Registry, build_model errors, what generators declare, and the exported-generator file."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from facesr.models import (
     load_generator,
     register_model,
     save_generator,
-    sr_of,
 )
 
 SMALL_M1 = {"num_feat": 16, "num_block": 2, "prior_feat": 16, "prior_res_blocks": 1, "num_hourglass": 1,
@@ -62,12 +61,11 @@ def test_duplicate_registration_is_refused():
         register_model("srresnet")(torch.nn.Identity)
 
 
-def test_sr_of():
-    t = torch.zeros(1, 3, 4, 4)
-    assert sr_of(t) is t
-    assert sr_of((None, None, t)) is t
-    with pytest.raises(TypeError):
-        sr_of({"sr": t})
+def test_generators_declare_whether_they_predict_parsing():
+    """Known from the class (or its prior argument) without a forward pass."""
+    assert MODELS["bicubic"].predicts_parsing is False and MODELS["srresnet"].predicts_parsing is False
+    assert build_model("method1", **SMALL_M1).predicts_parsing is True
+    assert build_model("method1", **SMALL_M1, prior=False).predicts_parsing is False
 
 
 @pytest.mark.parametrize(("name", "args"), [("srresnet", {"num_feat": 8, "num_block": 1}), ("method1", SMALL_M1),
@@ -94,7 +92,7 @@ def test_save_load_round_trip(tmp_path, name, args):
     assert meta["extra"] == {"step": 3}
     x = torch.rand(2, 3, 16, 16)
     with torch.no_grad():
-        torch.testing.assert_close(sr_of(loaded(x)), sr_of(model(x)), rtol=0, atol=0)
+        torch.testing.assert_close(loaded(x).sr, model(x).sr, rtol=0, atol=0)
 
 
 def test_save_needs_spec(tmp_path):

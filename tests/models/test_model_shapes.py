@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from facesr.models import build_model, sr_of
+from facesr.models import SROutput, build_model
 
 # reduction 4 keeps 4 hidden attention units at 16 channels (r=16 would leave one)
 SMALL = {
@@ -29,22 +29,32 @@ def test_generator_maps_16_to_128(name, batch):
     model = build_model(name, **SMALL[name]).eval()
     with torch.no_grad():
         out = model(torch.rand(batch, 3, 16, 16))
-    sr = sr_of(out)
-    assert sr.shape == (batch, 3, 128, 128)
-    assert torch.isfinite(sr).all()
+    assert isinstance(out, SROutput)
+    assert out.sr.shape == (batch, 3, 128, 128)
+    assert torch.isfinite(out.sr).all()
+    assert model.predicts_parsing == (name == "method1") == (out.parsing is not None)
     if name == "method1":
-        coarse, parsing, final = out
-        assert coarse.shape == (batch, 3, 128, 128)
-        assert parsing.shape == (batch, 11, 128, 128)
-        assert parsing.min() >= 0 and parsing.max() <= 1
-        assert final is sr
+        assert out.coarse.shape == (batch, 3, 128, 128)
+        assert out.parsing.shape == (batch, 11, 128, 128)
+        assert out.parsing.min() >= 0 and out.parsing.max() <= 1
+    else:
+        assert out.coarse is None
+
+
+def test_outputs_are_named_not_positional():
+    """An SROutput has no order to get wrong: unpacking it as the old (coarse, parsing, sr) fails."""
+    out = build_model("method1", **SMALL["method1"]).eval()(torch.rand(1, 3, 16, 16))
+    with pytest.raises(TypeError):
+        coarse, parsing, sr = out
+    with pytest.raises(TypeError):
+        out[2]
 
 
 def test_bicubic_matches_torch_interpolate_and_is_clamped():
     lr = torch.rand(2, 3, 16, 16)
     expected = torch.nn.functional.interpolate(lr, scale_factor=8, mode="bicubic", align_corners=False)
     assert expected.min() < 0 or expected.max() > 1, "random LR should overshoot, else the clamp is untested"
-    sr = build_model("bicubic")(lr)
+    sr = build_model("bicubic")(lr).sr
     torch.testing.assert_close(sr, expected.clamp(0, 1))
     assert len(list(build_model("bicubic").parameters())) == 0
 
@@ -53,9 +63,9 @@ def test_default_method1_shapes_and_softmax_attention_sums_to_one_per_sample():
     model = build_model("method1").eval()
     assert model.spec["model_args"]["attention"] == "softmax"
     with torch.no_grad():
-        coarse, parsing, sr = model(torch.rand(2, 3, 16, 16))
-    assert parsing.shape == (2, 11, 128, 128)
-    assert coarse.shape == sr.shape == (2, 3, 128, 128)
+        out = model(torch.rand(2, 3, 16, 16))
+    assert out.parsing.shape == (2, 11, 128, 128)
+    assert out.coarse.shape == out.sr.shape == (2, 3, 128, 128)
     blocks = model.attention_blocks
     assert len(blocks) == 16
     for i, block in enumerate(blocks):
@@ -82,8 +92,8 @@ def test_sigmoid_and_none_attention():
     sig = build_model("method1", **SMALL["method1"], attention="sigmoid").eval()
     none = build_model("method1", **SMALL["method1"], attention="none").eval()
     with torch.no_grad():
-        assert sr_of(sig(x)).shape == (2, 3, 128, 128)
-        assert sr_of(none(x)).shape == (2, 3, 128, 128)
+        assert sig(x).sr.shape == (2, 3, 128, 128)
+        assert none(x).sr.shape == (2, 3, 128, 128)
     w = sig.attention_blocks[0].last_attention
     assert (w > 0).all() and (w < 1).all()
     assert not torch.allclose(w.sum(1), torch.ones(2))
@@ -94,10 +104,10 @@ def test_sigmoid_and_none_attention():
 
 def test_method1_without_prior():
     model = build_model("method1", **SMALL["method1"], prior=False)
-    assert model.prior_branch is None
-    coarse, parsing, sr = model(torch.rand(2, 3, 16, 16))
-    assert parsing is None
-    assert coarse.shape == sr.shape == (2, 3, 128, 128)
+    assert model.prior_branch is None and not model.predicts_parsing
+    out = model(torch.rand(2, 3, 16, 16))
+    assert out.parsing is None
+    assert out.coarse.shape == out.sr.shape == (2, 3, 128, 128)
     assert model.fusing.conv_in[0].in_channels == 3
 
 
@@ -107,7 +117,7 @@ def test_gradients_reach_every_parameter(name):
     model = build_model(name, **SMALL[name]).train()
     _lift_attention_units(model)
     out = model(torch.rand(2, 3, 16, 16))
-    terms = [o for o in (out if isinstance(out, tuple) else (out,)) if o is not None]
+    terms = [o for o in (out.sr, out.coarse, out.parsing) if o is not None]
     loss = sum((t - 0.5).pow(2).mean() for t in terms)
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
@@ -172,11 +182,10 @@ def test_image_residual_starts_from_bicubic(name, args):
             conv.weight.zero_()
             conv.bias.zero_()
         lr = torch.rand(2, 3, 16, 16)
-        out = model(lr)
-    sr = out[2] if isinstance(out, tuple) else out
+        sr = model(lr).sr
     torch.testing.assert_close(sr, bicubic_upsample(lr, 8))
     plain = build_model(name, **args).eval()
     plain.load_state_dict(model.state_dict())
     with torch.no_grad():
         plain_out = plain(lr)
-    assert not torch.allclose(plain_out[2] if isinstance(plain_out, tuple) else plain_out, sr)
+    assert not torch.allclose(plain_out.sr, sr)

@@ -1,0 +1,180 @@
+"""Loading a model: `load(source)` turns a generator file, an MLflow URI or model folder, a
+pipeline name or a module into an `Upscaler`.
+
+Every source ends in a generator file read weights-only; pickled MLflow pytorch models need
+`allow_pickle=True` (docs/upscale.md). A bare name (`method1`, `srresnet`, `method2`, a train
+variant) is looked up where the pipeline wrote it, which dvc.yaml says: `<name>.pt` in the folder
+each stage passes as `--models` and lists in its outs.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from facesr.inference.errors import ModelSourceError
+from facesr.inference.upscaler import Upscaler
+
+URI_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/", "file:", "s3://", "gs://", "http://", "https://")
+DEFAULT_MODEL = "method1"
+# the project folder of a source checkout (site-packages for an installed facesr: no dvc.yaml there)
+CHECKOUT = Path(__file__).resolve().parents[2]
+MODELS_FLAG = "--models"
+
+
+class PickleLoadWarning(UserWarning):
+    """A model is being unpickled because the caller allowed it (`allow_pickle`, `--allow-pickle`)."""
+
+
+def find_dvc_yaml(start: str | Path | None = None) -> list[Path]:
+    """The dvc.yaml files a bare model name is looked up with, in order: the nearest one in `start`
+    (default: the current folder) or a folder above it, then this checkout's."""
+    here = Path(start or Path.cwd()).resolve()
+    nearest = next((d / "dvc.yaml" for d in (here, *here.parents) if (d / "dvc.yaml").is_file()), None)
+    found = [p for p in (nearest, CHECKOUT / "dvc.yaml") if p is not None and p.is_file()]
+    return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def pipeline_model_dirs(dvc_yaml: str | Path) -> list[Path]:
+    """The folders the stages of `dvc_yaml` write generator files to, in stage order: the value of
+    `--models` in a stage's cmd that the stage also lists in its outs, under the stage's wdir."""
+    import shlex
+
+    import yaml
+
+    dvc_yaml = Path(dvc_yaml)
+    try:
+        doc = yaml.safe_load(dvc_yaml.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ModelSourceError(f"{dvc_yaml}: cannot read the pipeline's model folders from it ({exc})") from exc
+    stages = doc.get("stages") if isinstance(doc, dict) else None
+    dirs: list[Path] = []
+    for stage in (stages or {}).values() if isinstance(stages, dict) else ():
+        if not isinstance(stage, dict):
+            continue
+        outs = {posixpath.normpath(str(next(iter(o)) if isinstance(o, dict) else o)) for o in stage.get("outs") or []}
+        cmds = stage.get("cmd") or []
+        words = [w for cmd in ([cmds] if isinstance(cmds, str) else cmds) for w in shlex.split(str(cmd))]
+        values = [b for a, b in zip(words, words[1:]) if a == MODELS_FLAG]
+        values += [w.split("=", 1)[1] for w in words if w.startswith(MODELS_FLAG + "=")]
+        for value in values:
+            folder = dvc_yaml.parent / str(stage.get("wdir", ".")) / value
+            if posixpath.normpath(value) in outs and folder not in dirs:
+                dirs.append(folder)
+    return dirs
+
+
+def resolve_name(name: str) -> Path:
+    """The generator file of a bare model name: `<folder>/<name>.pt` in the first model folder of
+    dvc.yaml (see `find_dvc_yaml` and `pipeline_model_dirs`) that holds one."""
+    how = ("train it with `dvc repro` (or `make demo`), pass a generator file path, or an MLflow URI such as "
+           "models:/facesr-method1/latest")
+    files = find_dvc_yaml()
+    if not files:
+        raise ModelSourceError(
+            f"model '{name}': a bare name is looked up where dvc.yaml's stages write their models, but there is no "
+            f"dvc.yaml in {Path.cwd()}, a folder above it, or {CHECKOUT}; run from the project folder, or {how}")
+    searched = []
+    for dvc_yaml in files:
+        dirs = pipeline_model_dirs(dvc_yaml)
+        for folder in dirs:
+            if (folder / f"{name}.pt").is_file():
+                return folder / f"{name}.pt"
+        searched.append(f"{dvc_yaml} ({', '.join(map(str, dirs)) or f'no stage writes a {MODELS_FLAG} folder'})")
+    raise ModelSourceError(f"model '{name}': no {name}.pt in the model folders of {'; '.join(searched)}; {how}")
+
+
+def _is_uri(source: str) -> bool:
+    return source.startswith(URI_SCHEMES)
+
+
+def load(source: Any = DEFAULT_MODEL, device: str | None = None, *, allow_pickle: bool = False) -> Upscaler:
+    """An `Upscaler` for `source`: a generator file, an MLflow URI or model folder, a pipeline name,
+    or a module (a facesr generator). `device` None: cuda when a GPU is present, else cpu.
+
+    Nothing is unpickled: generator files are read with `torch.load(weights_only=True)`, and an
+    MLflow model gives its generator file (logged by `facesr.mlflow_model.log_generator`), read the
+    same way. An MLflow pytorch model (pickled: what facesr registered before) is refused unless
+    `allow_pickle=True`, which unpickles it with a warning: unpickling runs whatever code the file
+    holds, so allow it only for a model from a registry you trust.
+    """
+    from torch import nn
+
+    from facesr.device import DeviceError, resolve_device
+    from facesr.models import GeneratorFileError, build_model, load_generator
+
+    try:
+        device = resolve_device(device)
+    except DeviceError as exc:
+        raise ModelSourceError(str(exc)) from exc
+    if isinstance(source, nn.Module):
+        spec = getattr(source, "spec", {})
+        return Upscaler(source, device=device, name=spec.get("model", type(source).__name__),
+                        meta=dict(spec), source="<module>")
+    src = str(source)
+    if src == "bicubic":
+        model = build_model("bicubic")
+        return Upscaler(model, device=device, name="bicubic", meta=dict(model.spec), source="bicubic")
+    if _is_uri(src):
+        return _load_mlflow(src, device, allow_pickle)
+    path = Path(src)
+    if path.is_dir() and (path / "MLmodel").is_file():
+        return _load_mlflow(str(path), device, allow_pickle)
+    if not path.exists() and path.suffix == "" and os.sep not in src and "/" not in src:
+        path = resolve_name(src)
+    if not path.exists():
+        raise ModelSourceError(f"{path}: model file not found")
+    try:
+        model, meta = load_generator(path, map_location=device)
+    except GeneratorFileError as exc:
+        raise ModelSourceError(str(exc)) from exc
+    return Upscaler(model, device=device, name=meta["model"], meta=meta, source=str(path))
+
+
+def _load_mlflow(source: str, device: str, allow_pickle: bool) -> Upscaler:
+    import mlflow
+
+    from facesr.mlflow_model import GENERATOR_ARTIFACT, NotAFacesrModelError, generator_file
+    from facesr.models import GeneratorFileError, load_generator
+    from facesr.services import mlflow_tracking_uri
+
+    mlflow.set_tracking_uri(mlflow_tracking_uri())
+    with tempfile.TemporaryDirectory(prefix="facesr-model-") as tmp:
+        try:
+            path, mlmodel = generator_file(source, Path(tmp))
+        except NotAFacesrModelError as exc:
+            raise ModelSourceError(str(exc)) from exc
+        except Exception as exc:  # MlflowException, OSError, YAML errors: all mean "no model here"
+            raise ModelSourceError(f"{source}: cannot read an MLflow model ({type(exc).__name__}: {exc})") from exc
+        if path is not None:
+            try:
+                model, meta = load_generator(path, map_location=device)
+            except GeneratorFileError as exc:
+                raise ModelSourceError(f"{source}: {exc}") from exc
+            return Upscaler(model, device=device, name=meta["model"], meta=meta, source=source)
+    if "pytorch" not in mlmodel.flavors:
+        raise ModelSourceError(f"{source}: not a facesr model (its MLmodel has no '{GENERATOR_ARTIFACT}' artifact "
+                               f"and no pytorch flavour; flavours: {', '.join(mlmodel.flavors) or 'none'})")
+    if not allow_pickle:
+        raise ModelSourceError(
+            f"{source}: refused to load an MLflow pytorch model: mlflow.pytorch.load_model unpickles it, and a "
+            "pickle can run any code. facesr registers weights-only models now (facesr.mlflow_model.log_generator); "
+            "models registered before that are pickles. If you trust where this one comes from, pass --allow-pickle "
+            "(facesr.load(..., allow_pickle=True)), or register its generator file again."
+        )
+    warnings.warn(f"{source}: unpickling an MLflow pytorch model (allow_pickle): this runs any code the pickle "
+                  "holds; do it only for a model from a registry you trust", PickleLoadWarning, stacklevel=3)
+    import mlflow.pytorch
+
+    try:
+        model = mlflow.pytorch.load_model(source, map_location=device)
+    except Exception as exc:  # MlflowException, OSError, unpickling errors: all mean "no model here"
+        raise ModelSourceError(f"{source}: cannot load an MLflow pytorch model ({type(exc).__name__}: {exc})") from exc
+    spec = getattr(model, "spec", None) or {}
+    return Upscaler(model, device=device, name=spec.get("model", type(model).__name__), meta=dict(spec),
+                    source=source)
+

@@ -1,0 +1,158 @@
+"""The `Upscaler`: a loaded generator and the conversions around it.
+
+Crops are brought to the model's 16x16 LR the way training made its LR (SPEC "Downscaling"): the
+image is resized to 128x128, then to 16x16, both with Pillow's antialiased bicubic; a 16x16 input
+is used as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from facesr.inference.errors import InferenceError
+from facesr.inference.images import ndarray_to_pil, to_rgb
+from facesr.inference.render import tensor_to_pil
+
+if TYPE_CHECKING:
+    from facesr.inference.photos import PhotoResult
+
+LR_SIZE = 16
+
+
+@dataclass
+class Prediction:
+    """Model outputs for a batch: sr (B,3,H,W) clamped to [0,1]; parsing (B,P,H,W) or None."""
+
+    sr: Any
+    parsing: Any = None
+
+
+def to_lr(image: Image.Image, hr_size: int) -> Image.Image:
+    """The 16x16 LR of a face crop, made as training made it (resize to HR, then to LR, bicubic AA)."""
+    if image.size == (LR_SIZE, LR_SIZE):
+        return image
+    if image.size != (hr_size, hr_size):
+        image = image.resize((hr_size, hr_size), Image.BICUBIC)
+    return image.resize((LR_SIZE, LR_SIZE), Image.BICUBIC)
+
+
+class Upscaler:
+    """A loaded generator and the conversions around it. `upscale(img)` gives back the input's kind:
+    PIL.Image -> PIL.Image (RGB), ndarray (H,W,3 uint8) -> ndarray uint8, tensor (3,H,W) or (B,3,H,W)
+    float [0,1] -> tensor float [0,1] on the input's device.
+
+    The model is a facesr generator: it returns a `facesr.models.SROutput` and declares
+    `predicts_parsing`."""
+
+    def __init__(self, model, *, device: str, name: str, meta: dict | None = None, source: str = ""):
+        self.device = device
+        self.model = model.to(device).eval()
+        self.name = name
+        self.meta = meta or {}
+        self.source = source
+        upscale = (self.meta.get("model_args") or {}).get("upscale", 8)
+        self.scale = int(upscale)
+        self.hr_size = LR_SIZE * self.scale
+
+    def __repr__(self) -> str:
+        return f"Upscaler(model={self.name!r}, source={self.source!r}, device={self.device!r})"
+
+    @property
+    def predicts_parsing(self) -> bool:
+        """Whether `predict` gives parsing maps (Method 1 and 2 with their prior branch), as the model declares."""
+        return bool(getattr(self.model, "predicts_parsing", False))
+
+    def predict(self, lr) -> Prediction:
+        """SR of a float LR batch (B,3,16,16) in [0,1]; parsing maps when the model predicts them."""
+        import torch
+
+        if lr.ndim != 4 or lr.shape[1] != 3 or tuple(lr.shape[-2:]) != (LR_SIZE, LR_SIZE):
+            raise InferenceError(f"predict expects an LR batch (B,3,{LR_SIZE},{LR_SIZE}), got {tuple(lr.shape)}")
+        with torch.inference_mode():
+            out = self.model(lr.to(self.device, torch.float32))
+        return Prediction(sr=out.sr.clamp(0.0, 1.0), parsing=out.parsing)
+
+    def lr_tensor(self, images: Sequence[Image.Image]):
+        import torch
+
+        arr = np.stack([np.asarray(to_lr(im.convert("RGB"), self.hr_size)) for im in images])
+        return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(255.0)
+
+    def upscale_batch(self, images: Sequence, size: int | None = None, batch_size: int = 64) -> list:
+        """`upscale` over a list, `batch_size` faces per forward pass; each item keeps its kind."""
+        return [out for start in range(0, len(images), batch_size)
+                for out in self._upscale_chunk(images[start:start + batch_size], size)]
+
+    def upscale(self, image, size: int | None = None):
+        """The SR face of one crop (PIL.Image, ndarray HWC uint8, or tensor CHW/BCHW float)."""
+        import torch
+
+        if isinstance(image, torch.Tensor) and image.ndim == 4:
+            return self._upscale_tensor(image, size)
+        return self._upscale_chunk([image], size)[0]
+
+    def upscale_photo(self, photo, *, photo_scale: int = 1, min_score: float = 0.9) -> PhotoResult:
+        """Every face of a whole photo (PIL.Image or uint8 ndarray) super-resolved and pasted back."""
+        from facesr.inference.photos import upscale_photo
+
+        pil = photo if isinstance(photo, Image.Image) else ndarray_to_pil(np.asarray(photo), 0)
+        return upscale_photo(pil, self, photo_scale=photo_scale, min_score=min_score)
+
+    def _upscale_chunk(self, images: Sequence, size: int | None) -> list:
+        import torch
+
+        kinds = []
+        pils = []
+        for i, img in enumerate(images):
+            if isinstance(img, torch.Tensor):
+                kinds.append(("tensor", img))
+                pils.append(None)
+            elif isinstance(img, Image.Image):
+                kinds.append(("pil", img))
+                pils.append(to_rgb(img, f"image {i}")[0])
+            elif isinstance(img, np.ndarray):
+                kinds.append(("ndarray", img))
+                pils.append(ndarray_to_pil(img, i))
+            else:
+                raise InferenceError(f"image {i}: expected a PIL.Image, a numpy array or a torch tensor, "
+                                     f"got {type(img).__name__}")
+        results: list = [None] * len(images)
+        pil_idx = [i for i, p in enumerate(pils) if p is not None]
+        if pil_idx:
+            pred = self.predict(self.lr_tensor([pils[i] for i in pil_idx]))
+            for j, i in enumerate(pil_idx):
+                out = tensor_to_pil(pred.sr[j])
+                if size and size != out.size[0]:
+                    out = out.resize((size, size), Image.BICUBIC)
+                results[i] = out if kinds[i][0] == "pil" else np.asarray(out)
+        for i, (kind, img) in enumerate(kinds):
+            if kind == "tensor":
+                results[i] = self._upscale_tensor(img, size)
+        return results
+
+    def _upscale_tensor(self, t, size: int | None):
+        import torch
+        import torch.nn.functional as F
+
+        if t.ndim not in (3, 4) or t.shape[-3] != 3:
+            raise InferenceError(f"expected a tensor (3,H,W) or (B,3,H,W), got {tuple(t.shape)}")
+        if not torch.is_floating_point(t):
+            raise InferenceError(f"expected a float tensor in [0,1], got {t.dtype}")
+        batch = t.unsqueeze(0) if t.ndim == 3 else t
+        x = batch.float().clamp(0, 1)
+        if tuple(x.shape[-2:]) != (LR_SIZE, LR_SIZE):
+            if tuple(x.shape[-2:]) != (self.hr_size, self.hr_size):
+                x = F.interpolate(x, size=(self.hr_size, self.hr_size), mode="bicubic", antialias=True,
+                                  align_corners=False).clamp(0, 1)
+            x = F.interpolate(x, size=(LR_SIZE, LR_SIZE), mode="bicubic", antialias=True,
+                              align_corners=False).clamp(0, 1)
+        sr = self.predict(x).sr
+        if size and size != sr.shape[-1]:
+            sr = F.interpolate(sr, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+        sr = sr.to(t.device)
+        return sr[0] if t.ndim == 3 else sr
