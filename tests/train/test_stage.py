@@ -80,7 +80,7 @@ def test_train_stage_2_variants_x_2_seeds_with_a_retry_each(prepared_small, tmp_
     import numpy as np
 
     import facesr
-    from facesr.models import load_generator, sr_of
+    from facesr.models import load_generator
 
     monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     for name, variant in (("facesr-method1", "method1"), ("facesr-srresnet", "srresnet")):
@@ -91,7 +91,7 @@ def test_train_stage_2_variants_x_2_seeds_with_a_retry_each(prepared_small, tmp_
         lr = torch.rand(2, 3, 16, 16)
         model, _ = load_generator(out / "models" / f"{variant}.pt")
         torch.testing.assert_close(facesr.load(f"models:/{name}/1", device="cpu").predict(lr).sr,
-                                   sr_of(model(lr)).clamp(0, 1), atol=1e-6, rtol=0)
+                                   model(lr).sr.clamp(0, 1), atol=1e-6, rtol=0)
 
 
 @pytest.mark.slow
