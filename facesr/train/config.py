@@ -114,13 +114,15 @@ class Select:
 
 @dataclass(frozen=True)
 class Resources:
+    """What one trial asks Ray for."""
+
     cpus_per_trial: int = field(metadata=AT_LEAST_1)
     gpus_per_trial: int  # asked for only where the cluster has GPUs
 
 
 @dataclass(frozen=True)
 class Mlflow:
-    tracking_uri: str
+    tracking_uri: str  # $MLFLOW_TRACKING_URI wins (facesr.tracking.tracking_uri)
     experiment: str
     profile: str
 
