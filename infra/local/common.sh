@@ -60,24 +60,6 @@ export DO_NOT_TRACK=1
 export RAY_AUTH_MODE=token
 export RAY_AUTH_TOKEN_PATH="$STATE/ray_auth_token"
 
-# Where Ray's servers listen. Ray binds its gRPC servers (GCS, raylets, workers) to 127.0.0.1 only
-# when a node's IP is 127.0.0.1, and on Linux `ray start` replaces a loopback --node-ip-address
-# with the machine's address unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (Ray's switch for
-# single-node Ray on laptops), which in turn makes `ray start` refuse a worker node. So:
-#   loopback: the head alone, every Ray socket on 127.0.0.1 (FACESR_SERVICES without ray_worker)
-#   all:      head + worker node; Ray listens on every interface, behind the cluster's token
-# The head records its mode in the state dir, so a later `up`, `status` or `down` agrees with it.
-if [[ -s "$STATE/ray_bind" ]]; then
-    RAY_BIND="$(cat "$STATE/ray_bind")"
-elif [[ " $SERVICES " == *" ray_worker "* ]]; then
-    RAY_BIND=all
-else
-    RAY_BIND=loopback
-fi
-if [[ "$RAY_BIND" == loopback ]]; then
-    export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
-fi
-
 log() { printf '%s\n' "$*" >&2; }
 
 pidfile() { printf '%s/%s.pid' "$STATE" "$1"; }
@@ -170,3 +152,22 @@ stop_group() {
     rm -f "$f"
     log "$name stopped"
 }
+
+# Where Ray's servers listen. Ray binds its gRPC servers (GCS, raylets, workers) to 127.0.0.1 only
+# when a node's IP is 127.0.0.1, and on Linux `ray start` replaces a loopback --node-ip-address
+# with the machine's address unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (Ray's switch for
+# single-node Ray on laptops), which in turn makes `ray start` refuse a worker node. So:
+#   loopback: the head alone, every Ray socket on 127.0.0.1 (FACESR_SERVICES without ray_worker)
+#   all:      head + worker node; Ray listens on every interface, behind the cluster's token
+# A running head records its mode in the state dir, so a later `up`, `status` or `down` agrees
+# with it (a stale record, of a head that is gone, does not count).
+if [[ -s "$STATE/ray_bind" ]] && is_running ray_head; then
+    RAY_BIND="$(cat "$STATE/ray_bind")"
+elif [[ " $SERVICES " == *" ray_worker "* ]]; then
+    RAY_BIND=all
+else
+    RAY_BIND=loopback
+fi
+if [[ "$RAY_BIND" == loopback ]]; then
+    export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+fi
