@@ -3,7 +3,7 @@ PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup weights lint clean-outputs chromium mini mini-cpu thesis
+.PHONY: demo test setup weights lint clean-outputs chromium postgres mini mini-cpu thesis
 
 $(BIN)/facesr: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,9 +43,15 @@ chromium:
 	  || { [ "$$(id -u)" = 0 ] && (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)); } \
 	  || echo "warning: no Chromium and not root: tests/report will fail until it is installed"
 
+# tests/infra run a real PostgreSQL 15 (Debian's, started by infra/local/up as the postgres user).
+postgres:
+	@test -x /usr/lib/postgresql/15/bin/initdb \
+	  || { [ "$$(id -u)" = 0 ] && (apt-get install -y -q postgresql-15 || (apt-get update -q && apt-get install -y -q postgresql-15)); } \
+	  || echo "warning: no PostgreSQL 15 and not root: tests/infra will fail until it is installed"
+
 # The test suite; CI runs exactly this (.ci/run). `python -m pytest` puts the repo root on sys.path
 # (stages/, flows/).
-test: weights chromium
+test: weights chromium postgres
 	$(BIN)/ruff check .
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q
 
