@@ -5,18 +5,22 @@ The one home of every "write beside, then rename" in the project. Files get the 
 checkpoints and caches are as readable as anything else the user writes. A killed process leaves
 only hidden ``.<name>.tmp-*`` / ``.<name>.old-*`` siblings, which `sweep_stale` removes at the next
 start of the job that writes `<name>`.
+
+`read_json` is its reading counterpart for the project's JSON documents (manifests, eval.json): a
+missing or unparsable file raises the caller's error type with the path in the message.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 def _umask() -> int:
@@ -135,3 +139,14 @@ def sweep_stale(target: str | Path) -> list[Path]:
                 stale.unlink(missing_ok=True)
             removed.append(stale)
     return removed
+
+
+def read_json(path: str | Path, error: type[Exception] = ValueError, *, missing: str = "not found") -> Any:
+    """The parsed JSON document at `path`; `error` (naming the file) when it is absent or not JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {missing}")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: not valid JSON ({exc})") from exc

@@ -15,6 +15,7 @@ from facesr.fileio import (
     atomic_open,
     atomic_write_bytes,
     atomic_write_text,
+    read_json,
     replace_dir,
     sweep_stale,
     temp_dir_beside,
@@ -214,3 +215,21 @@ def test_what_a_killed_atomic_dir_leaves_is_what_sweep_stale_removes(tmp_path):
     fd_path = tmp_path / ".out.tmp-half"  # and atomic_open's temp file of the same target
     fd_path.write_bytes(b"half")
     assert sorted(sweep_stale(target)) == sorted([tmp, fd_path]) and _names(tmp_path) == []
+
+
+class _DocError(ValueError):
+    pass
+
+
+def test_read_json_names_the_file_in_the_callers_error_type(tmp_path):
+    doc = tmp_path / "eval.json"
+    with pytest.raises(_DocError, match=r"eval\.json: run it first"):
+        read_json(doc, _DocError, missing="run it first")
+    doc.write_text('{"psnr": 1')
+    with pytest.raises(_DocError, match=r"eval\.json: not valid JSON"):
+        read_json(doc, _DocError)
+    doc.write_bytes(b"\xff\xfe")
+    with pytest.raises(_DocError, match="not valid JSON"):
+        read_json(doc, _DocError)
+    doc.write_text('{"psnr": 1.5}')
+    assert read_json(doc, _DocError) == {"psnr": 1.5}

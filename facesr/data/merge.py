@@ -20,7 +20,7 @@ from PIL import Image
 from facesr.data.errors import BadFile, DataError, apply_policy, check_policy
 from facesr.data.imageio import ImageProblem, read_mask
 from facesr.data.layout import RELEASE_PARTS, scan
-from facesr.data.util import ordered_map
+from facesr.data.util import ordered_map, read_manifest_file
 from facesr.fileio import atomic_dir, sweep_stale
 
 FORMAT = "facesr-merged/1"
@@ -116,10 +116,4 @@ def merge_masks(raw: str | Path, out: str | Path, *, parts: list[str], mask_size
 
 
 def read_merged_manifest(merged: str | Path) -> dict:
-    path = Path(merged) / "manifest.json"
-    if not path.is_file():
-        raise DataError(f"{path}: not found (is {merged} the output of merge_masks?)")
-    m = json.loads(path.read_text())
-    if m.get("format") != FORMAT:
-        raise DataError(f"{path}: format {m.get('format')!r}, expected {FORMAT!r}")
-    return m
+    return read_manifest_file(Path(merged) / "manifest.json", FORMAT, "merge_masks")

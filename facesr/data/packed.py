@@ -13,12 +13,12 @@ DataLoader worker touches only the pages of the items it reads.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from facesr.data.errors import DataError
+from facesr.data.util import read_manifest_file
 
 FORMAT = "facesr-prepared/1"
 SPLITS = ("train", "val", "test")
@@ -26,16 +26,7 @@ ARRAYS = ("ids", "hr", "lr", "parsing")
 
 
 def read_manifest(root: str | Path) -> dict:
-    path = Path(root) / "manifest.json"
-    if not path.is_file():
-        raise DataError(f"{path}: not found (is {root} the output of the downscale stage?)")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from exc
-    if manifest.get("format") != FORMAT:
-        raise DataError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
-    return manifest
+    return read_manifest_file(Path(root) / "manifest.json", FORMAT, "the downscale stage")
 
 
 def load_split(root: str | Path, split: str) -> dict[str, np.ndarray]:

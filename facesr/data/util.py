@@ -22,6 +22,18 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 PROGRESS_OFF_ENV = ("TQDM_DISABLE", "FACESR_NO_PROGRESS")
 
 
+def read_manifest_file(path: Path, fmt: str, producer: str) -> dict:
+    """A stage's manifest.json, checked to be of format `fmt`; `producer` names the stage that writes it."""
+    from facesr.data.errors import DataError
+    from facesr.fileio import read_json
+
+    manifest = read_json(path, DataError, missing=f"not found (is {path.parent} the output of {producer}?)")
+    if not isinstance(manifest, dict) or manifest.get("format") != fmt:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise DataError(f"{path}: format {found!r}, expected {fmt!r}")
+    return manifest
+
+
 def progress(iterable: Iterable | None = None, *, total: float | None = None, desc: str = "", unit: str = "img",
              enabled: bool = True, **tqdm_args: Any):
     """The progress bar of every facesr loop: a tqdm on stderr, shown only where stderr is a

@@ -4,7 +4,7 @@ input upscaled into the output folder; one bad input never stops the others."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,6 +142,18 @@ def _write_extras(out_dir: Path, rel: Path, lr: Image.Image, sr: Image.Image, pa
         report.extras.append(str(save_atomic(overlay, out_dir / "parsing" / rel)))
 
 
+def _read_each(items, report: RunReport, *, max_pixels, desc: str) -> Iterator[tuple[Path, Path, Image.Image]]:
+    """(source, relative output path, image) of each readable input; the unreadable ones go to report.errors."""
+    for src, rel in progress(items, total=len(items), desc=desc):
+        try:
+            loaded = read_image(src, max_pixels=max_pixels)
+        except BadImageError as exc:
+            report.errors.append(str(exc))
+            continue
+        report.notes += [f"{src}: {n}" for n in loaded.notes]
+        yield src, rel, loaded.image
+
+
 def _run_crops(items, out_dir: Path, up: Upscaler, report: RunReport, *, size, compare, save_parsing,
                batch, max_pixels) -> None:
     pending: list[tuple[Path, Path, Image.Image]] = []
@@ -168,17 +180,11 @@ def _run_crops(items, out_dir: Path, up: Upscaler, report: RunReport, *, size, c
                 report.errors.append(f"{src}: cannot write output ({exc})")
         pending.clear()
 
-    for src, rel in progress(items, total=len(items), desc="upscale"):
-        try:
-            loaded = read_image(src, max_pixels=max_pixels)
-        except BadImageError as exc:
-            report.errors.append(str(exc))
-            continue
-        w, h = loaded.image.size
+    for src, rel, image in _read_each(items, report, max_pixels=max_pixels, desc="upscale"):
+        w, h = image.size
         if abs(w - h) > 0.05 * max(w, h):
-            loaded.notes.append(f"{w}x{h} is not square; resized to a square crop (use --faces auto for photos)")
-        report.notes += [f"{src}: {n}" for n in loaded.notes]
-        pending.append((src, rel, loaded.image))
+            report.notes.append(f"{src}: {w}x{h} is not square; resized to a square crop (use --faces auto for photos)")
+        pending.append((src, rel, image))
         if len(pending) >= batch:
             flush()
     flush()
@@ -189,15 +195,9 @@ def _run_photos(items, out_dir: Path, up: Upscaler, report: RunReport, *, size, 
     from facesr.faces import DetectorUnavailableError
 
     detector_device = default_detector_device(up)
-    for src, rel in progress(items, total=len(items), desc="photos"):
+    for src, rel, image in _read_each(items, report, max_pixels=max_pixels, desc="photos"):
         try:
-            loaded = read_image(src, max_pixels=max_pixels)
-        except BadImageError as exc:
-            report.errors.append(str(exc))
-            continue
-        report.notes += [f"{src}: {n}" for n in loaded.notes]
-        try:
-            _upscale_photo(src, rel, loaded.image, out_dir, up, report, size=size, compare=compare,
+            _upscale_photo(src, rel, image, out_dir, up, report, size=size, compare=compare,
                            save_parsing=save_parsing, batch=batch, photo_scale=photo_scale,
                            min_score=min_score, detector_device=detector_device, max_pixels=max_pixels)
         except DetectorUnavailableError:
