@@ -3,31 +3,29 @@ PSNR per face region, mean IoU of parsing maps, and the sharpness ratio (high-fr
 SR over HR, to tell the GAN's detail from the MSE models' blur); ``score.py`` is the ``facesr score`` command.
 
 Inputs are float [0, 1] ``(B, 3, H, W)`` and are quantised to uint8 first, as saved images would be.
-Torch is imported on first use so that ``facesr --help`` stays fast.
+``spec.py`` names, labels and formats every metric the stages and the report show.
 """
 
 from __future__ import annotations
 
-__all__ = [
-    "LPIPS", "MetricsError", "PARTS", "REGIONS", "compute_metrics", "finite_mean", "parsing_iou", "psnr",
-    "quantize", "region_psnr", "rgb_to_y", "sharpness", "ssim",
-]
+from facesr.metrics.spec import HEADLINE, METRICS, Metric
 
+# Where each public name lives; the torch-backed modules load on first use, so that `facesr --help` stays
+# fast. The spec is import-light and loads at once.
 _WHERE = {
-    "psnr": "quality", "ssim": "quality", "quantize": "quality", "rgb_to_y": "quality",
-    "MetricsError": "quality", "finite_mean": "quality", "sharpness": "quality",
-    "LPIPS": "perceptual",
-    "region_psnr": "regions", "parsing_iou": "regions", "PARTS": "regions", "REGIONS": "regions",
+    "quality": ("MetricsError", "finite_mean", "psnr", "quantize", "rgb_to_y", "sharpness", "ssim"),
+    "perceptual": ("LPIPS",),
+    "regions": ("PARTS", "REGIONS", "parsing_iou", "region_psnr"),
 }
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
+__all__ = ["HEADLINE", "METRICS", "Metric", "compute_metrics", *_MODULE_OF]
 
 
 def __getattr__(name: str):
-    if name == "compute_metrics":
-        return compute_metrics
-    if name in _WHERE:
+    if name in _MODULE_OF:
         import importlib
 
-        return getattr(importlib.import_module(f"facesr.metrics.{_WHERE[name]}"), name)
+        return getattr(importlib.import_module(f"facesr.metrics.{_MODULE_OF[name]}"), name)
     raise AttributeError(f"module 'facesr.metrics' has no attribute {name!r}")
 
 
