@@ -8,7 +8,10 @@ the HR faces: the thesis protocol (RGB PSNR/SSIM, LPIPS alex), the literature pr
 with a prior branch, the mean IoU of their predicted parsing maps.
 
 Outputs (written atomically; nothing half-written is left if a model fails):
-- ``eval.json``: ``{model: {metric: mean over the test faces, ..., "n_images": N}}``;
+- ``eval.json``: ``{model: {metric: mean over the test faces, ..., "n_images": N}}``, plus the
+  reserved key ``comparisons``: ``{"<a>-<b>": {metric: {"mean_diff", "ci95": [lo, hi], "p_value",
+  "n"}}}`` for every pair, `a` listed after `b` in ``evaluate.models`` (so ``method1-srresnet``),
+  per headline metric: the paired difference a - b over the test faces (facesr.metrics.paired);
 - the per-image CSV: one row per (model, face), long format, columns ``model,id,<metrics>``;
 - an images folder for the report: ``lr/{id}.png``, ``hr/{id}.png``, ``<model>/{id}.png`` (the SR
   faces exactly as scored, since metrics quantise to uint8 too) and, for models with a prior branch,
@@ -28,9 +31,11 @@ from typing import Any
 
 import numpy as np
 
+from facesr.metrics.spec import HEADLINE_NAMES as HEADLINE
+
 TABLE_MODELS = ("bicubic", "srresnet", "method1", "method2")
-# The keys acceptance and the report read; compute_metrics returns these and more.
-HEADLINE = ("psnr", "ssim", "lpips", "psnr_y", "ssim_y")
+# Top-level keys of eval.json that are not models; every reader skips them.
+RESERVED = ("comparisons", "seeds")
 
 
 class EvaluationError(ValueError):
@@ -58,7 +63,8 @@ def model_paths(models_dir: str | Path, gan_dir: str | Path, names: Sequence[str
         "method1": Path(models_dir) / "method1.pt",
         "method2": Path(gan_dir) / "method2.pt",
     }
-    bad = [n for n in names if not isinstance(n, str) or not n.replace("_", "").replace("-", "").isalnum()]
+    bad = [n for n in names if not isinstance(n, str) or not n.replace("_", "").replace("-", "").isalnum()
+           or n in RESERVED]
     if bad:
         raise EvaluationError(f"evaluate.models: {', '.join(map(repr, bad))} is not a model or variant name")
     if len(set(names)) != len(names):
@@ -204,12 +210,42 @@ def per_image_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def summary_json(summary: Mapping[str, Mapping[str, float | None]]) -> str:
-    """JSON of the means; a metric no face had (a region absent everywhere) is null, not NaN."""
-    rounded = {
-        m: {k: (round(v, 6) if isinstance(v, float) else v) for k, v in s.items()} for m, s in summary.items()
-    }
-    return json.dumps(rounded, indent=2) + "\n"
+def comparisons(rows: Sequence[Mapping[str, Any]], models: Sequence[str]) -> dict[str, dict[str, dict]]:
+    """Paired differences of every pair of `models` per headline metric, from the per-image rows.
+
+    Keyed ``"<a>-<b>"`` with `a` listed after `b`, on the faces both were scored on.
+    """
+    from facesr.metrics.paired import paired_difference
+
+    faces = {m: {r["id"]: r for r in rows if r["model"] == m} for m in models}
+    out: dict[str, dict[str, dict]] = {}
+    for j, a in enumerate(models):
+        for b in models[:j]:
+            key = f"{a}-{b}"
+            if key in out:
+                raise EvaluationError(f"evaluate.models: two pairs of models share the name {key!r}")
+            ids = [i for i in faces[b] if i in faces[a]]
+            out[key] = {
+                k: paired_difference([faces[a][i][k] for i in ids], [faces[b][i][k] for i in ids]) for k in HEADLINE
+            }
+    return out
+
+
+def summary_json(summary: Mapping[str, Mapping[str, float | None]],
+                 comparisons: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None) -> str:
+    """JSON of the means (and the comparisons); a metric no face had (a region absent everywhere) is
+    null, not NaN. Values are rounded to 6 decimals, p-values not (a small one would read 0)."""
+    def rounded(v):
+        if isinstance(v, Mapping):
+            return {k: x if k == "p_value" else rounded(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [rounded(x) for x in v]
+        return round(v, 6) if isinstance(v, float) else v
+
+    data = rounded(summary)
+    if comparisons is not None:
+        data["comparisons"] = rounded(comparisons)
+    return json.dumps(data, indent=2) + "\n"
 
 
 def log_to_mlflow(

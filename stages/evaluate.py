@@ -26,7 +26,7 @@ def run(params: dict[str, Any], *, data: str | Path, models: str | Path, gan: st
         data: prepared data folder (downscale output)
         models: folder with srresnet.pt and method1.pt (train output)
         gan: folder with method2.pt (train_gan output)
-        out: metrics JSON to write (keyed by model)
+        out: metrics JSON to write (keyed by model, plus the paired `comparisons`)
         per_image: per-image CSV to write
         images: folder for the LR/HR/SR PNGs the report shows
         smoke_test: score the first 4 test faces only
@@ -43,7 +43,7 @@ def run(params: dict[str, Any], *, data: str | Path, models: str | Path, gan: st
                              max_images=SMOKE_IMAGES if smoke_test else int(params["max_images"]),
                              device=str(params["device"]), images_dir=tmp, save_parsing=int(params["save_parsing"]))
         atomic_write_text(per_image, ev.per_image_csv(result.rows))
-        atomic_write_text(out, ev.summary_json(result.summary))
+        atomic_write_text(out, ev.summary_json(result.summary, ev.comparisons(result.rows, list(paths))))
     run_id = ev.log_to_mlflow(result.summary, params=dict(params) | {"smoke_test": smoke_test},
                               mlflow_params=params["mlflow"], artifacts=[Path(out), Path(per_image)])
     return {"models": list(result.summary), "n_images": len(result.ids), "mlflow_run_id": run_id,
