@@ -12,7 +12,11 @@ Outputs (written atomically; nothing half-written is left if a model fails):
   reserved key ``comparisons``: ``{"<a>-<b>": {metric: {"mean_diff", "ci95": [lo, hi], "p_value",
   "n"}}}`` for every pair, `a` listed after `b` in ``evaluate.models`` (so ``method1-srresnet``),
   per headline metric: the paired difference a - b over the test faces (facesr.metrics.paired);
-- the per-image CSV: one row per (model, face), long format, columns ``model,id,<metrics>``;
+  and, where the train stages left two or more trial generators of a model beside its file
+  (``trials/<model>/<trial>.pt``, one per seed), the reserved key ``seeds``: ``{model: {metric:
+  {"mean", "sd", "n_seeds"}}}``, the spread of the trials' means;
+- the per-image CSV: one row per (model, face), long format, columns ``model,id,<metrics>``; the
+  trials' rows (model ``<model>@<trial>``, e.g. ``method1@seed1``) follow those of the models;
 - an images folder for the report: ``lr/{id}.png``, ``hr/{id}.png``, ``<model>/{id}.png`` (the SR
   faces exactly as scored, since metrics quantise to uint8 too) and, for models with a prior branch,
   ``<model>/parsing.npz`` (ids, uint8 maps) for the first ``save_parsing`` faces.
@@ -24,6 +28,7 @@ import csv
 import io
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +41,7 @@ from facesr.metrics.spec import HEADLINE_NAMES as HEADLINE
 TABLE_MODELS = ("bicubic", "srresnet", "method1", "method2")
 # Top-level keys of eval.json that are not models; every reader skips them.
 RESERVED = ("comparisons", "seeds")
+TRIALS_DIR = "trials"  # <models>/trials/<variant>/<trial>.pt: every trial the train stages exported
 
 
 class EvaluationError(ValueError):
@@ -231,10 +237,44 @@ def comparisons(rows: Sequence[Mapping[str, Any]], models: Sequence[str]) -> dic
     return out
 
 
+def trial_paths(paths: Mapping[str, Path | None]) -> dict[str, dict[str, Path]]:
+    """Per model of `paths` with two or more trial generators beside its file, ``{trial: file}``.
+
+    A model trained once has one trial, the same weights as its exported file: nothing to add.
+    """
+    def natural(p: Path):
+        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.stem)]
+
+    out: dict[str, dict[str, Path]] = {}
+    for name, path in paths.items():
+        folder = path.parent / TRIALS_DIR / name if path is not None else None
+        files = sorted(folder.glob("*.pt"), key=natural) if folder is not None and folder.is_dir() else []
+        if len(files) >= 2:
+            out[name] = {f.stem: f for f in files}
+    return out
+
+
+def seed_spread(trials: Mapping[str, Mapping[str, Path]], summary: Mapping[str, Mapping[str, Any]]) -> dict:
+    """``{model: {metric: {"mean", "sd", "n_seeds"}}}`` over the means of each model's trials
+    (`summary` keyed ``<model>@<trial>``), per headline metric; sd is the sample sd (ddof 1)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for model, files in trials.items():
+        out[model] = {}
+        for k in HEADLINE:
+            values = np.array([summary[f"{model}@{t}"][k] for t in files], dtype=np.float64)
+            values = values[np.isfinite(values)]
+            out[model][k] = {"mean": float(values.mean()) if values.size else None,
+                             "sd": float(values.std(ddof=1)) if values.size > 1 else None,
+                             "n_seeds": int(values.size)}
+    return out
+
+
 def summary_json(summary: Mapping[str, Mapping[str, float | None]],
-                 comparisons: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None) -> str:
-    """JSON of the means (and the comparisons); a metric no face had (a region absent everywhere) is
-    null, not NaN. Values are rounded to 6 decimals, p-values not (a small one would read 0)."""
+                 comparisons: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+                 seeds: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None) -> str:
+    """JSON of the means (and the comparisons and seeds); a metric no face had (a region absent
+    everywhere) is null, not NaN. Values are rounded to 6 decimals, p-values not (a small one would
+    read 0)."""
     def rounded(v):
         if isinstance(v, Mapping):
             return {k: x if k == "p_value" else rounded(x) for k, x in v.items()}
@@ -245,6 +285,8 @@ def summary_json(summary: Mapping[str, Mapping[str, float | None]],
     data = rounded(summary)
     if comparisons is not None:
         data["comparisons"] = rounded(comparisons)
+    if seeds:
+        data["seeds"] = rounded(seeds)
     return json.dumps(data, indent=2) + "\n"
 
 

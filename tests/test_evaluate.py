@@ -205,3 +205,49 @@ def test_cli_reports_bad_params(tmp_path, capsys):
                  "--out", "o.json", "--per-image", "p.csv", "--images", "i"])
     assert code == 2
     assert "missing key(s)" in capsys.readouterr().err
+
+
+def test_every_seed_of_a_variant_is_scored_when_trials_exist(evaluated, tmp_path):
+    import shutil
+
+    import torch
+
+    from facesr.models import build_model, save_generator
+    from stages.evaluate import run
+
+    root, data, _ = evaluated
+    models = tmp_path / "models"
+    shutil.copytree(root / "models", models)
+    kw = dict(data=data, models=models, gan=root / "gan", images=tmp_path / "img")
+    params = eval_params(models=["bicubic", "srresnet", "method1"], max_images=3)
+    run(params, out=tmp_path / "before.json", per_image=tmp_path / "before.csv", **kw)
+
+    # One trial of a variant is its exported file again: nothing changes.
+    (models / "trials" / "method1").mkdir(parents=True)
+    shutil.copy2(models / "method1.pt", models / "trials" / "method1" / "seed0.pt")
+    run(params, out=tmp_path / "one.json", per_image=tmp_path / "one.csv", **kw)
+    assert (tmp_path / "one.json").read_text() == (tmp_path / "before.json").read_text()
+    assert (tmp_path / "one.csv").read_text() == (tmp_path / "before.csv").read_text()
+
+    # Three seeds (the train stage's layout): each scored, rows after the models', mean ± sd in `seeds`.
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        save_generator(models / "trials" / "method1" / f"seed{seed}.pt", build_model("method1", **TINY_METHOD1))
+    run(params, out=tmp_path / "e.json", per_image=tmp_path / "p.csv", **kw)
+    before, after = json.loads((tmp_path / "before.json").read_text()), json.loads((tmp_path / "e.json").read_text())
+    assert {k: after[k] for k in before} == before  # the models' numbers do not move
+    before_csv = (tmp_path / "before.csv").read_text()
+    after_csv = (tmp_path / "p.csv").read_text()
+    assert after_csv.startswith(before_csv)
+    with open(tmp_path / "p.csv", newline="") as fh:
+        extra = [r for r in csv.DictReader(fh) if "@" in r["model"]]
+    assert [r["model"] for r in extra] == ["method1@seed0"] * 3 + ["method1@seed1"] * 3 + ["method1@seed2"] * 3
+    means = [np.mean([float(r["psnr"]) for r in extra if r["model"] == f"method1@seed{s}"]) for s in range(3)]
+    assert means[0] == pytest.approx(before["method1"]["psnr"], abs=1e-4)  # seed0 is the exported file
+    assert len(set(np.round(means, 4))) == 3
+    assert list(after["seeds"]) == ["method1"]
+    spread = after["seeds"]["method1"]["psnr"]
+    assert spread["n_seeds"] == 3
+    assert spread["mean"] == pytest.approx(np.mean(means), abs=1e-4)
+    assert spread["sd"] == pytest.approx(np.std(means, ddof=1), abs=1e-4)
+    assert not (tmp_path / "img" / "method1@seed1").exists()  # no images kept for the seeds

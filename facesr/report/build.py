@@ -122,6 +122,19 @@ def comparison_rows(summary: Mapping[str, Mapping[str, float]],
     return Table(header, rows)
 
 
+def seed_rows(seeds: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> Table | None:
+    """Mean ± sd over each model's seeds (eval.json's `seeds`), per headline metric; None without."""
+    if not seeds:
+        return None
+    header = ["Method", *(m.label for m in HEADLINE), "seeds"]
+    rows = []
+    for model, spread in seeds.items():
+        cells = [f"{m.format(spread[m.name]['mean'])} ± {m.format(spread[m.name]['sd'])}"
+                 if m.name in spread else "-" for m in HEADLINE]
+        rows.append([LABELS.get(model, model), *cells, str(max(v["n_seeds"] for v in spread.values()))])
+    return Table(header, rows)
+
+
 def ablation_rows(
     summary: Mapping[str, Mapping[str, float]], train_seconds: Mapping[str, float], reference: str = "method1"
 ) -> Table | None:
@@ -242,6 +255,9 @@ def build_report(
                Table(["Method", "PSNR", "SSIM"], [[k, fmt("psnr", v[0]), fmt("ssim", v[1])]
                                                   for k, v in LITERATURE.items()])]
     sections = [Section("Table 4.1: ours beside the thesis", blocks)]
+    spread = seed_rows(reserved.get("seeds", {}))
+    if spread is not None:
+        sections.append(Section("Across seeds", [Text(SEEDS_TEXT, note=True), spread]))
     paired = comparison_rows(summary, comparisons)
     if paired is not None:
         sections.append(Section(f"Paired differences against {LABELS[BASELINE]}",
@@ -338,6 +354,9 @@ def _failure_cases(rows, models, worst_by, worst_faces, img_dir: Path, load, tit
 
 VS_LEGEND = ("vs {baseline}: the mean per-face PSNR difference (model - {baseline}) with its paired 95% bootstrap "
              "interval over the test faces; * where the interval excludes 0.")
+SEEDS_TEXT = ("Each model trained once per seed and every seed's generator scored on the same test faces: the "
+              "mean ± sd (sample) of the seeds' means. Table 4.1 shows the exported generator, the seed with the "
+              "best validation PSNR (metrics/train.json says which).")
 PAIRED_TEXT = ("Each model minus {baseline}, face by face on the same test faces: the mean difference and its "
                "paired 95% bootstrap interval (faces resampled with replacement); * where the interval excludes "
                "0. The Wilcoxon signed-rank p-values are in metrics/eval.json under comparisons.")

@@ -73,3 +73,14 @@ def test_vs_srresnet_column_with_interval_and_mark(tmp_path):
     assert "vs SRResNet" not in table_rows(no_srresnet, reserved["comparisons"]).header
     assert comparison_rows(no_srresnet, reserved["comparisons"]) is None
     assert "vs SRResNet" not in table_rows(read).header
+
+
+def test_seed_rows_show_mean_and_sd():
+    from facesr.report.build import seed_rows
+
+    spread = {k: {"mean": 24.213, "sd": 0.0512, "n_seeds": 3} for k in ("psnr", "ssim", "lpips", "psnr_y", "ssim_y")}
+    table = seed_rows({"method1": spread})
+    assert table.header[0] == "Method" and table.header[-1] == "seeds"
+    assert table.rows == [["Method 1", "24.21 ± 0.05", "24.2130 ± 0.0512", "24.2130 ± 0.0512", "24.21 ± 0.05",
+                           "24.2130 ± 0.0512", "3"]]
+    assert seed_rows({}) is None
