@@ -37,10 +37,9 @@ from typing import Any
 import numpy as np
 
 from facesr.metrics.spec import HEADLINE_NAMES as HEADLINE
+from facesr.metrics.spec import RESERVED
 
 TABLE_MODELS = ("bicubic", "srresnet", "method1", "method2")
-# Top-level keys of eval.json that are not models; every reader skips them.
-RESERVED = ("comparisons", "seeds")
 TRIALS_DIR = "trials"  # <models>/trials/<variant>/<trial>.pt: every trial the train stages exported
 
 

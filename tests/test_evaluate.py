@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facesr.evaluate import RESERVED
+from facesr.metrics.spec import RESERVED
 
 pytestmark = pytest.mark.slow  # ~45 s: merges, downscales and scores real faces with LPIPS
 

@@ -47,6 +47,9 @@ METRICS: dict[str, Metric] = {
     )
 }
 
+# Top-level keys of eval.json that are not models (evaluate writes them; every reader skips them).
+RESERVED = ("comparisons", "seeds")
+
 HEADLINE: tuple[Metric, ...] = tuple(m for m in METRICS.values() if m.headline)
 HEADLINE_NAMES: tuple[str, ...] = tuple(m.name for m in HEADLINE)
 SCORED_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS.values() if m.scored)

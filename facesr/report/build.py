@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from facesr.evaluate import RESERVED
 from facesr.metrics.paired import significant
-from facesr.metrics.spec import HEADLINE, METRICS, fmt
+from facesr.metrics.spec import HEADLINE, METRICS, RESERVED, fmt
 from facesr.report import figures
 from facesr.report.document import Document, Image, Section, Table, Text, to_html, to_markdown
 from facesr.report.reference import LABELS, LITERATURE, THESIS_TABLE
