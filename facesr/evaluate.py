@@ -104,17 +104,20 @@ def evaluate(
     data_root: str | Path,
     paths: Mapping[str, Path | None],
     *,
-    lpips_net: str = "alex",
-    batch_size: int = 32,
-    max_images: int = 0,
-    device: str = "cpu",
+    lpips_net: str,
+    batch_size: int,
+    max_images: int,
+    device: str,
     images_dir: str | Path | None = None,
-    save_parsing: int = 8,
+    save_parsing: int = 0,
     progress: bool = True,
 ) -> EvalResult:
     """Score every model of `paths` on the test split of the prepared data at `data_root`.
 
-    `max_images` > 0 keeps the first faces only (smoke runs); 0 means the whole split.
+    The settings are the `evaluate:` section's (no defaults here that could drift from params.yaml).
+    `max_images` > 0 keeps the first faces only (smoke runs); 0 means the whole split. With
+    `images_dir`, the LR/HR/SR faces are saved there, and the predicted parsing maps of the first
+    `save_parsing` faces.
     """
     import torch
 
