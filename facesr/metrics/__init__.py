@@ -32,23 +32,24 @@ def __getattr__(name: str):
 def compute_metrics(sr, hr, *, lpips=None, parsing=None, pred_parsing=None, parts=None) -> dict:
     """Every metric of one batch: ``{name: Tensor (B,)}`` (float64).
 
-    Keys: ``psnr ssim psnr_y ssim_y sharpness``; ``lpips`` when an :class:`LPIPS` (or any callable
-    ``(sr, hr) -> (B,)``) is given; ``psnr_<region>`` (eyes, brows, nose, mouth, skin; NaN where a face
-    lacks the region) when the HR ``parsing`` maps are given, with ``parts`` naming their channels
-    (default: SPEC.md's 11); ``parsing_miou`` when ``pred_parsing`` is given as well.
+    Keys: every spec entry with a ``compute`` function (``psnr ssim psnr_y ssim_y sharpness``, in
+    the spec's order); ``lpips`` when an :class:`LPIPS` (or any callable ``(sr, hr) -> (B,)``) is
+    given; ``psnr_<region>`` (eyes, brows, nose, mouth, skin; NaN where a face lacks the region)
+    when the HR ``parsing`` maps are given, with ``parts`` naming their channels (default: SPEC.md's
+    11); ``parsing_miou`` when ``pred_parsing`` is given as well.
     """
+    import importlib
+
     import torch
 
-    from facesr.metrics.quality import MetricsError, psnr, sharpness, ssim
+    from facesr.metrics.quality import MetricsError
     from facesr.metrics.regions import parsing_iou, region_psnr
 
-    out = {
-        "psnr": psnr(sr, hr, "rgb"),
-        "ssim": ssim(sr, hr, "rgb"),
-        "psnr_y": psnr(sr, hr, "y"),
-        "ssim_y": ssim(sr, hr, "y"),
-        "sharpness": sharpness(sr, hr),
-    }
+    out = {}
+    for m in METRICS.values():
+        if m.compute:
+            module, function, *args = m.compute
+            out[m.name] = getattr(importlib.import_module(f"facesr.metrics.{module}"), function)(sr, hr, *args)
     if lpips is not None:
         out["lpips"] = lpips(sr, hr).to("cpu").double()
     if parsing is not None:

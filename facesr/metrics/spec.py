@@ -1,11 +1,13 @@
-"""The one list of the metrics that evaluate, the report and ``facesr score`` name, label and format.
+"""The one list of the metrics that evaluate, the report and ``facesr score`` compute, name and format.
 
-Adding a metric touches two files: its compute function (returned by ``compute_metrics`` in
-``facesr/metrics/__init__.py``, or in a module of its own that ``compute_metrics`` calls) and its
-:class:`Metric` entry below. ``evaluate`` checks and orders the headline keys from here, the report
-takes its Table 4.1 columns, labels, best-value direction and number formats from here, and
-``facesr score`` its columns; nothing else lists them. Keys without an entry (the region PSNRs
-``psnr_<region>``) format like the entry their name starts with.
+Adding a metric touches two files: its function ``(sr, hr) -> Tensor (B,)`` (in
+``facesr/metrics/quality.py`` or a module of its own under ``facesr/metrics/``) and its
+:class:`Metric` entry below, whose ``compute`` names that function. ``compute_metrics`` calls every
+entry's function; ``evaluate`` checks and orders the headline keys from here; the report takes its
+Table 4.1 columns, labels, best-value direction and number formats from here, and ``facesr score``
+its columns; nothing else lists them. LPIPS (a network the caller builds once), the region PSNRs and
+the parsing mIoU (they need the parsing maps) are computed by ``compute_metrics`` itself; keys
+without an entry (the region PSNRs ``psnr_<region>``) format like the entry their name starts with.
 
 Import-light on purpose (no torch): ``facesr --help`` and the report read it.
 """
@@ -26,6 +28,9 @@ class Metric:
     decimals: int = 4
     headline: bool = False  # a Table 4.1 column, required in eval.json, compared pairwise
     scored: bool = False  # a column of `facesr score`
+    # (module under facesr.metrics, function, *extra positional arguments after sr, hr); empty for
+    # the metrics compute_metrics computes itself
+    compute: tuple[str, ...] = ()
 
     def format(self, value: float | None, *, signed: bool = False) -> str:
         """The value at this metric's precision; ``-`` for a missing or non-finite one."""
@@ -37,12 +42,12 @@ class Metric:
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
-        Metric("psnr", "PSNR", decimals=2, headline=True, scored=True),
-        Metric("ssim", "SSIM", headline=True, scored=True),
+        Metric("psnr", "PSNR", decimals=2, headline=True, scored=True, compute=("quality", "psnr", "rgb")),
+        Metric("ssim", "SSIM", headline=True, scored=True, compute=("quality", "ssim", "rgb")),
         Metric("lpips", "LPIPS", lower_is_better=True, headline=True, scored=True),
-        Metric("psnr_y", "PSNR-Y (crop 8)", decimals=2, headline=True, scored=True),
-        Metric("ssim_y", "SSIM-Y (crop 8)", headline=True, scored=True),
-        Metric("sharpness", "sharpness", scored=True),
+        Metric("psnr_y", "PSNR-Y (crop 8)", decimals=2, headline=True, scored=True, compute=("quality", "psnr", "y")),
+        Metric("ssim_y", "SSIM-Y (crop 8)", headline=True, scored=True, compute=("quality", "ssim", "y")),
+        Metric("sharpness", "sharpness", scored=True, compute=("quality", "sharpness")),
         Metric("parsing_miou", "parsing mIoU"),
     )
 }

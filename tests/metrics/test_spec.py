@@ -39,3 +39,20 @@ def test_the_spec_and_the_package_load_without_torch():
     code = "import sys, facesr.metrics, facesr.metrics.score; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_compute_metrics_computes_every_spec_entry_with_a_function(monkeypatch):
+    import torch
+
+    from facesr.metrics import compute_metrics, psnr
+    from facesr.metrics.spec import Metric
+
+    g = torch.Generator().manual_seed(0)
+    hr = torch.rand(2, 3, 32, 32, generator=g)
+    sr = (hr + 0.05 * torch.randn(2, 3, 32, 32, generator=g)).clamp(0, 1)
+    assert list(compute_metrics(sr, hr)) == [m.name for m in METRICS.values() if m.compute]
+    # a new entry is all a new metric needs: compute_metrics picks it up from the spec
+    monkeypatch.setitem(METRICS, "psnr_again", Metric("psnr_again", "PSNR again", compute=("quality", "psnr", "y")))
+    out = compute_metrics(sr, hr)
+    assert list(out)[-1] == "psnr_again"
+    assert torch.equal(out["psnr_again"], psnr(sr, hr, "y").double())
