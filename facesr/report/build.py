@@ -249,7 +249,10 @@ def build_report(
     )
     blocks: list = [Text(intro, note=True), main]
     if main.header[-1].startswith("vs "):
-        blocks.append(Text(VS_LEGEND.format(baseline=LABELS[BASELINE]), note=True))
+        legend = VS_LEGEND.format(baseline=LABELS[BASELINE])
+        if n_images < FEW_FACES:
+            legend += FEW_FACES_TEXT.format(n=n_images)
+        blocks.append(Text(legend, note=True))
     blocks += [Text("Literature (CelebA-HQ, RGB with an 8-pixel crop, other data and protocol):", note=True),
                Table(["Method", "PSNR", "SSIM"], [[k, fmt("psnr", v[0]), fmt("ssim", v[1])]
                                                   for k, v in LITERATURE.items()])]
@@ -351,6 +354,10 @@ def _failure_cases(rows, models, worst_by, worst_faces, img_dir: Path, load, tit
     return Section("Failure cases (Fig. 4.4)", blocks)
 
 
+# Below this many faces a percentile bootstrap interval is known to be too narrow.
+FEW_FACES = 20
+FEW_FACES_TEXT = (" With only {n} faces the interval is too narrow (a bootstrap over few faces understates the spread): "
+                  "read the Wilcoxon p-value in metrics/eval.json as well.")
 VS_LEGEND = ("vs {baseline}: the mean per-face PSNR difference (model - {baseline}) with its paired 95% bootstrap "
              "interval over the test faces; * where the interval excludes 0.")
 SEEDS_TEXT = ("Each model trained once per seed and every seed's generator scored on the same test faces: the "
