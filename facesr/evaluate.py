@@ -8,8 +8,15 @@ the HR faces: the thesis protocol (RGB PSNR/SSIM, LPIPS alex), the literature pr
 with a prior branch, the mean IoU of their predicted parsing maps.
 
 Outputs (written atomically; nothing half-written is left if a model fails):
-- ``eval.json``: ``{model: {metric: mean over the test faces, ..., "n_images": N}}``;
-- the per-image CSV: one row per (model, face), long format, columns ``model,id,<metrics>``;
+- ``eval.json``: ``{model: {metric: mean over the test faces, ..., "n_images": N}}``, plus the
+  reserved key ``comparisons``: ``{"<a>-<b>": {metric: {"mean_diff", "ci95": [lo, hi], "p_value",
+  "n"}}}`` for every pair, `a` listed after `b` in ``evaluate.models`` (so ``method1-srresnet``),
+  per headline metric: the paired difference a - b over the test faces (facesr.metrics.paired);
+  and, where the train stages left two or more trial generators of a model beside its file
+  (``trials/<model>/<trial>.pt``, one per seed), the reserved key ``seeds``: ``{model: {metric:
+  {"mean", "sd", "n_seeds"}}}``, the spread of the trials' means;
+- the per-image CSV: one row per (model, face), long format, columns ``model,id,<metrics>``; the
+  trials' rows (model ``<model>@<trial>``, e.g. ``method1@seed1``) follow those of the models;
 - an images folder for the report: ``lr/{id}.png``, ``hr/{id}.png``, ``<model>/{id}.png`` (the SR
   faces exactly as scored, since metrics quantise to uint8 too) and, for models with a prior branch,
   ``<model>/parsing.npz`` (ids, uint8 maps) for the first ``save_parsing`` faces.
@@ -21,6 +28,7 @@ import csv
 import io
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +36,11 @@ from typing import Any
 
 import numpy as np
 
+from facesr.metrics.spec import HEADLINE_NAMES as HEADLINE
+from facesr.metrics.spec import RESERVED
+
 TABLE_MODELS = ("bicubic", "srresnet", "method1", "method2")
-# The keys acceptance and the report read; compute_metrics returns these and more.
-HEADLINE = ("psnr", "ssim", "lpips", "psnr_y", "ssim_y")
+TRIALS_DIR = "trials"  # <models>/trials/<variant>/<trial>.pt: every trial the train stages exported
 
 
 class EvaluationError(ValueError):
@@ -58,7 +68,8 @@ def model_paths(models_dir: str | Path, gan_dir: str | Path, names: Sequence[str
         "method1": Path(models_dir) / "method1.pt",
         "method2": Path(gan_dir) / "method2.pt",
     }
-    bad = [n for n in names if not isinstance(n, str) or not n.replace("_", "").replace("-", "").isalnum()]
+    bad = [n for n in names if not isinstance(n, str) or not n.replace("_", "").replace("-", "").isalnum()
+           or n in RESERVED]
     if bad:
         raise EvaluationError(f"evaluate.models: {', '.join(map(repr, bad))} is not a model or variant name")
     if len(set(names)) != len(names):
@@ -93,17 +104,20 @@ def evaluate(
     data_root: str | Path,
     paths: Mapping[str, Path | None],
     *,
-    lpips_net: str = "alex",
-    batch_size: int = 32,
-    max_images: int = 0,
-    device: str = "cpu",
+    lpips_net: str,
+    batch_size: int,
+    max_images: int,
+    device: str,
     images_dir: str | Path | None = None,
-    save_parsing: int = 8,
+    save_parsing: int = 0,
     progress: bool = True,
 ) -> EvalResult:
     """Score every model of `paths` on the test split of the prepared data at `data_root`.
 
-    `max_images` > 0 keeps the first faces only (smoke runs); 0 means the whole split.
+    The settings are the `evaluate:` section's (no defaults here that could drift from params.yaml).
+    `max_images` > 0 keeps the first faces only (smoke runs); 0 means the whole split. With
+    `images_dir`, the LR/HR/SR faces are saved there, and the predicted parsing maps of the first
+    `save_parsing` faces.
     """
     import torch
 
@@ -204,12 +218,78 @@ def per_image_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def summary_json(summary: Mapping[str, Mapping[str, float | None]]) -> str:
-    """JSON of the means; a metric no face had (a region absent everywhere) is null, not NaN."""
-    rounded = {
-        m: {k: (round(v, 6) if isinstance(v, float) else v) for k, v in s.items()} for m, s in summary.items()
-    }
-    return json.dumps(rounded, indent=2) + "\n"
+def comparisons(rows: Sequence[Mapping[str, Any]], models: Sequence[str]) -> dict[str, dict[str, dict]]:
+    """Paired differences of every pair of `models` per headline metric, from the per-image rows.
+
+    Keyed ``"<a>-<b>"`` with `a` listed after `b`, on the faces both were scored on.
+    """
+    from facesr.metrics.paired import paired_difference
+
+    faces = {m: {r["id"]: r for r in rows if r["model"] == m} for m in models}
+    out: dict[str, dict[str, dict]] = {}
+    for j, a in enumerate(models):
+        for b in models[:j]:
+            key = f"{a}-{b}"
+            if key in out:
+                raise EvaluationError(f"evaluate.models: two pairs of models share the name {key!r}")
+            ids = [i for i in faces[b] if i in faces[a]]
+            out[key] = {
+                k: paired_difference([faces[a][i][k] for i in ids], [faces[b][i][k] for i in ids]) for k in HEADLINE
+            }
+    return out
+
+
+def trial_paths(paths: Mapping[str, Path | None]) -> dict[str, dict[str, Path]]:
+    """Per model of `paths` with two or more trial generators beside its file, ``{trial: file}``.
+
+    A model trained once has one trial, the same weights as its exported file: nothing to add.
+    """
+    def natural(p: Path):
+        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.stem)]
+
+    out: dict[str, dict[str, Path]] = {}
+    for name, path in paths.items():
+        folder = path.parent / TRIALS_DIR / name if path is not None else None
+        files = sorted(folder.glob("*.pt"), key=natural) if folder is not None and folder.is_dir() else []
+        if len(files) >= 2:
+            out[name] = {f.stem: f for f in files}
+    return out
+
+
+def seed_spread(trials: Mapping[str, Mapping[str, Path]], summary: Mapping[str, Mapping[str, Any]]) -> dict:
+    """``{model: {metric: {"mean", "sd", "n_seeds"}}}`` over the means of each model's trials
+    (`summary` keyed ``<model>@<trial>``), per headline metric; sd is the sample sd (ddof 1)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for model, files in trials.items():
+        out[model] = {}
+        for k in HEADLINE:
+            values = np.array([summary[f"{model}@{t}"][k] for t in files], dtype=np.float64)
+            values = values[np.isfinite(values)]
+            out[model][k] = {"mean": float(values.mean()) if values.size else None,
+                             "sd": float(values.std(ddof=1)) if values.size > 1 else None,
+                             "n_seeds": int(values.size)}
+    return out
+
+
+def summary_json(summary: Mapping[str, Mapping[str, float | None]],
+                 comparisons: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+                 seeds: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None) -> str:
+    """JSON of the means (and the comparisons and seeds); a metric no face had (a region absent
+    everywhere) is null, not NaN. Values are rounded to 6 decimals, p-values not (a small one would
+    read 0)."""
+    def rounded(v):
+        if isinstance(v, Mapping):
+            return {k: x if k == "p_value" else rounded(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [rounded(x) for x in v]
+        return round(v, 6) if isinstance(v, float) else v
+
+    data = rounded(summary)
+    if comparisons is not None:
+        data["comparisons"] = rounded(comparisons)
+    if seeds:
+        data["seeds"] = rounded(seeds)
+    return json.dumps(data, indent=2) + "\n"
 
 
 def log_to_mlflow(

@@ -24,9 +24,10 @@ def run(params: dict[str, Any], *, data: str | Path, models: str | Path, gan: st
 
     Args:
         data: prepared data folder (downscale output)
-        models: folder with srresnet.pt and method1.pt (train output)
+        models: folder with srresnet.pt and method1.pt (train output); its trials/<variant>/*.pt, where
+            a variant has two or more, are scored too (eval.json's `seeds`)
         gan: folder with method2.pt (train_gan output)
-        out: metrics JSON to write (keyed by model)
+        out: metrics JSON to write (keyed by model, plus the paired `comparisons`)
         per_image: per-image CSV to write
         images: folder for the LR/HR/SR PNGs the report shows
         smoke_test: score the first 4 test faces only
@@ -38,12 +39,17 @@ def run(params: dict[str, Any], *, data: str | Path, models: str | Path, gan: st
     paths = ev.model_paths(models, gan, params["models"])
     for target in (images, out, per_image):
         sweep_stale(target)  # what a killed run of this stage left beside its outputs
+    settings = dict(lpips_net=str(params["lpips_net"]), batch_size=int(params["batch_size"]),
+                    max_images=SMOKE_IMAGES if smoke_test else int(params["max_images"]), device=str(params["device"]))
+    trials = ev.trial_paths(paths)
     with atomic_dir(images) as tmp:
-        result = ev.evaluate(data, paths, lpips_net=str(params["lpips_net"]), batch_size=int(params["batch_size"]),
-                             max_images=SMOKE_IMAGES if smoke_test else int(params["max_images"]),
-                             device=str(params["device"]), images_dir=tmp, save_parsing=int(params["save_parsing"]))
-        atomic_write_text(per_image, ev.per_image_csv(result.rows))
-        atomic_write_text(out, ev.summary_json(result.summary))
+        result = ev.evaluate(data, paths, images_dir=tmp, save_parsing=int(params["save_parsing"]), **settings)
+        # every seed's generator, scored the same way; its rows follow, its images are not kept
+        seeds = ev.evaluate(data, {f"{m}@{t}": f for m, files in trials.items() for t, f in files.items()},
+                            **settings) if trials else ev.EvalResult()
+        atomic_write_text(per_image, ev.per_image_csv(result.rows + seeds.rows))
+        atomic_write_text(out, ev.summary_json(result.summary, ev.comparisons(result.rows, list(paths)),
+                                               ev.seed_spread(trials, seeds.summary)))
     run_id = ev.log_to_mlflow(result.summary, params=dict(params) | {"smoke_test": smoke_test},
                               mlflow_params=params["mlflow"], artifacts=[Path(out), Path(per_image)])
     return {"models": list(result.summary), "n_images": len(result.ids), "mlflow_run_id": run_id,

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facesr.metrics.spec import RESERVED
+
 pytestmark = pytest.mark.slow  # ~45 s: merges, downscales and scores real faces with LPIPS
 
 PARTS = ["skin", "l_brow", "r_brow", "l_eye", "r_eye", "nose", "mouth", "u_lip", "l_lip", "l_ear", "r_ear"]
@@ -68,7 +70,8 @@ def evaluated(mini_dir, tmp_path_factory):
 def test_eval_json_holds_every_model_and_metric(evaluated):
     root, _, summary = evaluated
     scores = json.loads((root / "metrics" / "eval.json").read_text())
-    assert list(scores) == ["bicubic", "srresnet", "method1", "method2"]
+    assert list(scores) == ["bicubic", "srresnet", "method1", "method2", "comparisons"]
+    scores = {m: s for m, s in scores.items() if m not in RESERVED}
     for model, s in scores.items():
         for key in ("psnr", "ssim", "lpips", "psnr_y", "ssim_y", "psnr_eyes", "psnr_skin"):
             assert isinstance(s[key], float) and np.isfinite(s[key]), (model, key)
@@ -88,7 +91,7 @@ def test_per_image_csv_agrees_with_means_and_saved_images(evaluated):
     from facesr.metrics import psnr
 
     root, data, _ = evaluated
-    scores = json.loads((root / "metrics" / "eval.json").read_text())
+    scores = {m: s for m, s in json.loads((root / "metrics" / "eval.json").read_text()).items() if m not in RESERVED}
     with open(root / "metrics" / "per_image.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 4 * 4
@@ -103,6 +106,31 @@ def test_per_image_csv_agrees_with_means_and_saved_images(evaluated):
     assert float(psnr(to(sr), to(hr))[0]) == pytest.approx(float(row["psnr"]), abs=1e-3)
     with np.load(root / "evaluation" / "method1" / "parsing.npz") as z:
         assert z["parsing"].shape == (2, 11, 128, 128) and z["parsing"].dtype == np.uint8
+
+
+def test_comparisons_pair_every_model_on_the_test_faces(evaluated):
+    from facesr.metrics.paired import paired_difference
+
+    root, _, _ = evaluated
+    comparisons = json.loads((root / "metrics" / "eval.json").read_text())["comparisons"]
+    assert list(comparisons) == ["srresnet-bicubic", "method1-bicubic", "method1-srresnet", "method2-bicubic",
+                                 "method2-srresnet", "method2-method1"]
+    with open(root / "metrics" / "per_image.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for pair in comparisons.values():
+        assert list(pair) == ["psnr", "ssim", "lpips", "psnr_y", "ssim_y"]
+        for c in pair.values():
+            assert c["n"] == 4 and c["ci95"][0] <= c["mean_diff"] <= c["ci95"][1]
+            assert c["p_value"] is None or 0 <= c["p_value"] <= 1
+    # The same numbers as the paired statistics of the per-image CSV (6 significant digits there).
+    col = {m: [float(r["psnr"]) for r in rows if r["model"] == m] for m in ("method1", "srresnet")}
+    again = paired_difference(col["method1"], col["srresnet"])
+    got = comparisons["method1-srresnet"]["psnr"]
+    assert got["mean_diff"] == pytest.approx(again["mean_diff"], abs=1e-3)
+    assert got["ci95"] == pytest.approx(again["ci95"], abs=1e-3)
+    # A mean of differences is the difference of the means (the same faces on both sides).
+    scores = json.loads((root / "metrics" / "eval.json").read_text())
+    assert got["mean_diff"] == pytest.approx(scores["method1"]["psnr"] - scores["srresnet"]["psnr"], abs=1e-5)
 
 
 def test_logged_to_mlflow(evaluated):
@@ -163,6 +191,9 @@ def test_an_extra_train_variant_is_scored_from_its_own_file(evaluated, tmp_path)
         gan=root / "gan", out=tmp_path / "e.json", per_image=tmp_path / "p.csv", images=tmp_path / "img")
     scores = json.loads((tmp_path / "e.json").read_text())
     assert scores["method1_noattn"]["psnr"] == scores["method1"]["psnr"]  # the same weights
+    # identical models: no difference, a zero-width interval, nothing significant, no error
+    for c in scores["comparisons"]["method1_noattn-method1"].values():
+        assert c == {"mean_diff": 0.0, "ci95": [0.0, 0.0], "p_value": 1.0, "n": 2}
     assert (tmp_path / "img" / "method1_noattn").is_dir()
 
 
@@ -174,3 +205,49 @@ def test_cli_reports_bad_params(tmp_path, capsys):
                  "--out", "o.json", "--per-image", "p.csv", "--images", "i"])
     assert code == 2
     assert "missing key(s)" in capsys.readouterr().err
+
+
+def test_every_seed_of_a_variant_is_scored_when_trials_exist(evaluated, tmp_path):
+    import shutil
+
+    import torch
+
+    from facesr.models import build_model, save_generator
+    from stages.evaluate import run
+
+    root, data, _ = evaluated
+    models = tmp_path / "models"
+    shutil.copytree(root / "models", models)
+    kw = dict(data=data, models=models, gan=root / "gan", images=tmp_path / "img")
+    params = eval_params(models=["bicubic", "srresnet", "method1"], max_images=3)
+    run(params, out=tmp_path / "before.json", per_image=tmp_path / "before.csv", **kw)
+
+    # One trial of a variant is its exported file again: nothing changes.
+    (models / "trials" / "method1").mkdir(parents=True)
+    shutil.copy2(models / "method1.pt", models / "trials" / "method1" / "seed0.pt")
+    run(params, out=tmp_path / "one.json", per_image=tmp_path / "one.csv", **kw)
+    assert (tmp_path / "one.json").read_text() == (tmp_path / "before.json").read_text()
+    assert (tmp_path / "one.csv").read_text() == (tmp_path / "before.csv").read_text()
+
+    # Three seeds (the train stage's layout): each scored, rows after the models', mean ± sd in `seeds`.
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        save_generator(models / "trials" / "method1" / f"seed{seed}.pt", build_model("method1", **TINY_METHOD1))
+    run(params, out=tmp_path / "e.json", per_image=tmp_path / "p.csv", **kw)
+    before, after = json.loads((tmp_path / "before.json").read_text()), json.loads((tmp_path / "e.json").read_text())
+    assert {k: after[k] for k in before} == before  # the models' numbers do not move
+    before_csv = (tmp_path / "before.csv").read_text()
+    after_csv = (tmp_path / "p.csv").read_text()
+    assert after_csv.startswith(before_csv)
+    with open(tmp_path / "p.csv", newline="") as fh:
+        extra = [r for r in csv.DictReader(fh) if "@" in r["model"]]
+    assert [r["model"] for r in extra] == ["method1@seed0"] * 3 + ["method1@seed1"] * 3 + ["method1@seed2"] * 3
+    means = [np.mean([float(r["psnr"]) for r in extra if r["model"] == f"method1@seed{s}"]) for s in range(3)]
+    assert means[0] == pytest.approx(before["method1"]["psnr"], abs=1e-4)  # seed0 is the exported file
+    assert len(set(np.round(means, 4))) == 3
+    assert list(after["seeds"]) == ["method1"]
+    spread = after["seeds"]["method1"]["psnr"]
+    assert spread["n_seeds"] == 3
+    assert spread["mean"] == pytest.approx(np.mean(means), abs=1e-4)
+    assert spread["sd"] == pytest.approx(np.std(means, ddof=1), abs=1e-4)
+    assert not (tmp_path / "img" / "method1@seed1").exists()  # no images kept for the seeds

@@ -3,54 +3,53 @@ PSNR per face region, mean IoU of parsing maps, and the sharpness ratio (high-fr
 SR over HR, to tell the GAN's detail from the MSE models' blur); ``score.py`` is the ``facesr score`` command.
 
 Inputs are float [0, 1] ``(B, 3, H, W)`` and are quantised to uint8 first, as saved images would be.
-Torch is imported on first use so that ``facesr --help`` stays fast.
+``spec.py`` names, labels and formats every metric the stages and the report show.
 """
 
 from __future__ import annotations
 
-__all__ = [
-    "LPIPS", "MetricsError", "PARTS", "REGIONS", "compute_metrics", "finite_mean", "parsing_iou", "psnr",
-    "quantize", "region_psnr", "rgb_to_y", "sharpness", "ssim",
-]
+from facesr.metrics.spec import HEADLINE, METRICS, Metric
 
+# Where each public name lives; the torch-backed modules load on first use, so that `facesr --help` stays
+# fast. The spec is import-light and loads at once.
 _WHERE = {
-    "psnr": "quality", "ssim": "quality", "quantize": "quality", "rgb_to_y": "quality",
-    "MetricsError": "quality", "finite_mean": "quality", "sharpness": "quality",
-    "LPIPS": "perceptual",
-    "region_psnr": "regions", "parsing_iou": "regions", "PARTS": "regions", "REGIONS": "regions",
+    "quality": ("MetricsError", "finite_mean", "psnr", "quantize", "rgb_to_y", "sharpness", "ssim"),
+    "perceptual": ("LPIPS",),
+    "regions": ("PARTS", "REGIONS", "parsing_iou", "region_psnr"),
 }
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
+__all__ = ["HEADLINE", "METRICS", "Metric", "compute_metrics", *_MODULE_OF]
 
 
 def __getattr__(name: str):
-    if name == "compute_metrics":
-        return compute_metrics
-    if name in _WHERE:
+    if name in _MODULE_OF:
         import importlib
 
-        return getattr(importlib.import_module(f"facesr.metrics.{_WHERE[name]}"), name)
+        return getattr(importlib.import_module(f"facesr.metrics.{_MODULE_OF[name]}"), name)
     raise AttributeError(f"module 'facesr.metrics' has no attribute {name!r}")
 
 
 def compute_metrics(sr, hr, *, lpips=None, parsing=None, pred_parsing=None, parts=None) -> dict:
     """Every metric of one batch: ``{name: Tensor (B,)}`` (float64).
 
-    Keys: ``psnr ssim psnr_y ssim_y sharpness``; ``lpips`` when an :class:`LPIPS` (or any callable
-    ``(sr, hr) -> (B,)``) is given; ``psnr_<region>`` (eyes, brows, nose, mouth, skin; NaN where a face
-    lacks the region) when the HR ``parsing`` maps are given, with ``parts`` naming their channels
-    (default: SPEC.md's 11); ``parsing_miou`` when ``pred_parsing`` is given as well.
+    Keys: every spec entry with a ``compute`` function (``psnr ssim psnr_y ssim_y sharpness``, in
+    the spec's order); ``lpips`` when an :class:`LPIPS` (or any callable ``(sr, hr) -> (B,)``) is
+    given; ``psnr_<region>`` (eyes, brows, nose, mouth, skin; NaN where a face lacks the region)
+    when the HR ``parsing`` maps are given, with ``parts`` naming their channels (default: SPEC.md's
+    11); ``parsing_miou`` when ``pred_parsing`` is given as well.
     """
+    import importlib
+
     import torch
 
-    from facesr.metrics.quality import MetricsError, psnr, sharpness, ssim
+    from facesr.metrics.quality import MetricsError
     from facesr.metrics.regions import parsing_iou, region_psnr
 
-    out = {
-        "psnr": psnr(sr, hr, "rgb"),
-        "ssim": ssim(sr, hr, "rgb"),
-        "psnr_y": psnr(sr, hr, "y"),
-        "ssim_y": ssim(sr, hr, "y"),
-        "sharpness": sharpness(sr, hr),
-    }
+    out = {}
+    for m in METRICS.values():
+        if m.compute:
+            module, function, *args = m.compute
+            out[m.name] = getattr(importlib.import_module(f"facesr.metrics.{module}"), function)(sr, hr, *args)
     if lpips is not None:
         out["lpips"] = lpips(sr, hr).to("cpu").double()
     if parsing is not None:

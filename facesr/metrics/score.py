@@ -16,9 +16,10 @@ import sys
 from pathlib import Path
 
 from facesr.fileio import atomic_write_text
+from facesr.metrics.spec import SCORED_NAMES, fmt
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg"}
-COLUMNS = ["psnr", "ssim", "psnr_y", "ssim_y", "lpips", "sharpness"]
+COLUMNS = list(SCORED_NAMES)
 MAX_LISTED = 10
 
 
@@ -129,13 +130,13 @@ def format_table(result: dict) -> str:
     head = f"{'name':<{width}}  " + "  ".join(f"{c:>8s}" for c in COLUMNS)
     lines = [head, "-" * len(head)]
 
-    def fmt(name, values):
+    def line(name, values):
         return f"{name:<{width}}  " + "  ".join(
-            f"{values[c]:8.3f}" if c.startswith("psnr") else f"{values[c]:8.4f}" for c in COLUMNS
+            f"{fmt(c, values[c]):>8s}" for c in COLUMNS
         )
 
-    lines += [fmt(r["name"], r) for r in result["rows"]]
-    lines += ["-" * len(head), fmt("mean", result["mean"]), f"({result['n']} images, LPIPS {result['lpips_net']})"]
+    lines += [line(r["name"], r) for r in result["rows"]]
+    lines += ["-" * len(head), line("mean", result["mean"]), f"({result['n']} images, LPIPS {result['lpips_net']})"]
     return "\n".join(lines)
 
 

@@ -1,9 +1,13 @@
-"""Build the report folder from the evaluate stage's outputs and the training curves."""
+"""Build the report folder from the evaluate stage's outputs and the training curves.
+
+What the report says is built once here as a `document.Document`; `document` renders it as HTML and
+Markdown. Columns, labels, formats and the better direction of each metric come from
+facesr.metrics.spec.
+"""
 
 from __future__ import annotations
 
 import csv
-import html
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,32 +15,37 @@ from typing import Any
 
 import numpy as np
 
+from facesr.metrics.paired import significant
+from facesr.metrics.spec import HEADLINE, METRICS, RESERVED, fmt
 from facesr.report import figures
+from facesr.report.document import Document, Image, Section, Table, Text, to_html, to_markdown
 from facesr.report.reference import LABELS, LITERATURE, THESIS_TABLE
 
-HEADLINE = ("psnr", "ssim", "lpips", "psnr_y", "ssim_y")
-# Lower is better for these; the table marks the best value of each column.
-LOWER_IS_BETTER = {"lpips"}
+BASELINE = "srresnet"  # the model the paired "vs" column compares with
 
 
 class ReportError(ValueError):
     """An input of the report is missing or malformed; the message names the file."""
 
 
-def read_eval(path: Path) -> dict[str, dict[str, float]]:
+def read_eval(path: Path) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """The per-model means and the reserved keys (``comparisons``, ``seeds``) of eval.json."""
     if not path.is_file():
         raise ReportError(f"{path}: evaluation metrics not found (run the evaluate stage first)")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ReportError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(data, dict) or not data or not all(isinstance(v, dict) for v in data.values()):
+    if not isinstance(data, dict):
         raise ReportError(f"{path}: expected {{model: {{metric: value}}}}")
-    for model, scores in data.items():
-        missing = [k for k in HEADLINE if k not in scores]
+    summary = {m: s for m, s in data.items() if m not in RESERVED}
+    if not summary or not all(isinstance(v, dict) for v in summary.values()):
+        raise ReportError(f"{path}: expected {{model: {{metric: value}}}}")
+    for model, scores in summary.items():
+        missing = [m.name for m in HEADLINE if m.name not in scores]
         if missing:
             raise ReportError(f"{path}: model '{model}' lacks {', '.join(missing)}")
-    return data
+    return summary, {k: data[k] for k in RESERVED if isinstance(data.get(k), dict)}
 
 
 def read_per_image(path: Path) -> list[dict[str, Any]]:
@@ -56,72 +65,94 @@ def read_per_image(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _fmt(key: str, value: float | None) -> str:
-    if not isinstance(value, (int, float)) or not np.isfinite(value):
-        return "-"
-    return f"{value:.2f}" if key.startswith("psnr") else f"{value:.4f}"
-
-
 def _best(summary: Mapping[str, Mapping[str, float]], key: str) -> str | None:
     vals = {
         m: s[key] for m, s in summary.items() if isinstance(s.get(key), (int, float)) and np.isfinite(s[key])
     }
     if not vals:
         return None
-    pick = min if key in LOWER_IS_BETTER else max
+    pick = min if METRICS[key].lower_is_better else max
     return pick(vals, key=vals.get)
 
 
-def table_rows(
-    summary: Mapping[str, Mapping[str, float]],
-) -> tuple[list[str], list[list[str]], list[list[bool]]]:
-    """Table 4.1 beside the thesis: header, cells, and which cells are the best of their column."""
-    header = [
-        "Method",
-        "PSNR",
-        "SSIM",
-        "LPIPS",
-        "PSNR-Y (crop 8)",
-        "SSIM-Y (crop 8)",
-        "thesis PSNR",
-        "thesis SSIM",
-        "thesis LPIPS",
-        "ΔPSNR vs thesis",
-    ]
-    best = {k: _best(summary, k) for k in HEADLINE}
+def paired_cell(key: str, comparison: Mapping[str, Any] | None) -> str:
+    """``+0.19 [+0.12, +0.26]*``: mean paired difference, its 95% CI, ``*`` where the CI excludes 0."""
+    if not comparison:
+        return "-"
+    lo, hi = comparison["ci95"]
+    mark = "*" if significant(comparison) else ""
+    return f"{fmt(key, comparison['mean_diff'], signed=True)} [{fmt(key, lo, signed=True)}, " \
+           f"{fmt(key, hi, signed=True)}]{mark}"
+
+
+def table_rows(summary: Mapping[str, Mapping[str, float]],
+               comparisons: Mapping[str, Mapping[str, Any]] | None = None) -> Table:
+    """Table 4.1 beside the thesis, best of each column marked; with the paired comparisons and
+    SRResNet among the models, a "vs SRResNet" column (PSNR difference, 95% CI)."""
+    vs = BASELINE in summary and bool(comparisons)
+    header = ["Method", *(m.label for m in HEADLINE), "thesis PSNR", "thesis SSIM", "thesis LPIPS",
+              "ΔPSNR vs thesis"] + ([f"vs {LABELS[BASELINE]}"] if vs else [])
+    best = {m.name: _best(summary, m.name) for m in HEADLINE}
     rows, marks = [], []
     for model, scores in summary.items():
         ref = THESIS_TABLE.get(model)
-        cells = [LABELS.get(model, model)] + [_fmt(k, scores.get(k)) for k in HEADLINE]
-        mark = [False] + [best[k] == model for k in HEADLINE]
+        cells = [LABELS.get(model, model)] + [m.format(scores.get(m.name)) for m in HEADLINE]
         if ref is not None:
-            cells += [f"{ref[1]:.2f}", f"{ref[2]:.4f}", f"{ref[3]:.4f}", f"{scores['psnr'] - ref[1]:+.2f}"]
+            cells += [fmt("psnr", ref[1]), fmt("ssim", ref[2]), fmt("lpips", ref[3]),
+                      fmt("psnr", scores["psnr"] - ref[1], signed=True)]
         else:
             cells += ["-", "-", "-", "-"]
-        mark += [False] * 4
+        if vs:
+            cells.append(paired_cell("psnr", (comparisons.get(f"{model}-{BASELINE}") or {}).get("psnr")))
         rows.append(cells)
-        marks.append(mark)
-    return header, rows, marks
+        marks.append([False] + [best[m.name] == model for m in HEADLINE] + [False] * (len(header) - 1 - len(HEADLINE)))
+    return Table(header, rows, marks)
+
+
+def comparison_rows(summary: Mapping[str, Mapping[str, float]],
+                    comparisons: Mapping[str, Mapping[str, Any]]) -> Table | None:
+    """Every headline metric's paired difference of each model against SRResNet; None without both."""
+    pairs = [(m, comparisons[f"{m}-{BASELINE}"]) for m in summary if f"{m}-{BASELINE}" in comparisons]
+    if BASELINE not in summary or not pairs:
+        return None
+    header = ["Method", *(f"Δ{m.label}" for m in HEADLINE), "faces"]
+    rows = [[LABELS.get(m, m), *(paired_cell(h.name, c.get(h.name)) for h in HEADLINE),
+             str(c[HEADLINE[0].name]["n"])] for m, c in pairs]
+    return Table(header, rows)
+
+
+def seed_rows(seeds: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> Table | None:
+    """Mean ± sd over each model's seeds (eval.json's `seeds`), per headline metric; None without."""
+    if not seeds:
+        return None
+    header = ["Method", *(m.label for m in HEADLINE), "seeds"]
+    rows = []
+    for model, spread in seeds.items():
+        cells = [f"{m.format(spread[m.name]['mean'])} ± {m.format(spread[m.name]['sd'])}"
+                 if m.name in spread else "-" for m in HEADLINE]
+        rows.append([LABELS.get(model, model), *cells, str(max(v["n_seeds"] for v in spread.values()))])
+    return Table(header, rows)
 
 
 def ablation_rows(
     summary: Mapping[str, Mapping[str, float]], train_seconds: Mapping[str, float], reference: str = "method1"
-) -> tuple[list[str], list[list[str]]]:
+) -> Table | None:
     """Models beyond Table 4.1 (ablations, the equal-wall-clock baseline) against `reference`."""
     extras = [m for m in summary if m not in THESIS_TABLE]
     if not extras or reference not in summary:
-        return [], []
+        return None
     ref = summary[reference]
-    header = ["Model", "PSNR", "SSIM", "LPIPS", f"ΔPSNR vs {reference}", f"ΔSSIM vs {reference}", "training min"]
+    shown, compared = ("psnr", "ssim", "lpips"), ("psnr", "ssim")
+    header = ["Model", *(METRICS[k].label for k in shown), *(f"Δ{METRICS[k].label} vs {reference}" for k in compared),
+              "training min"]
     rows = []
     for m in [reference, *extras]:
         s = summary[m]
         minutes = train_seconds.get(m)
-        rows.append([m, _fmt("psnr", s.get("psnr")), _fmt("ssim", s.get("ssim")), _fmt("lpips", s.get("lpips")),
-                     "-" if m == reference else f"{s['psnr'] - ref['psnr']:+.2f}",
-                     "-" if m == reference else f"{s['ssim'] - ref['ssim']:+.4f}",
+        rows.append([m, *(fmt(k, s.get(k)) for k in shown),
+                     *("-" if m == reference else fmt(k, s[k] - ref[k], signed=True) for k in compared),
                      "-" if minutes is None else f"{minutes / 60:.1f}"])
-    return header, rows
+    return Table(header, rows)
 
 
 def train_seconds(curve_dirs: Mapping[str, str | Path]) -> dict[str, float]:
@@ -136,14 +167,15 @@ def train_seconds(curve_dirs: Mapping[str, str | Path]) -> dict[str, float]:
     return out
 
 
-def extra_rows(summary: Mapping[str, Mapping[str, float]]) -> tuple[list[str], list[list[str]]]:
+def extra_rows(summary: Mapping[str, Mapping[str, float]]) -> Table | None:
     """Per-region PSNR, parsing mIoU and sharpness: every metric beyond the headline ones."""
     keys: list[str] = []
     for scores in summary.values():
-        keys += [k for k in scores if k not in HEADLINE and k != "n_images" and k not in keys]
-    header = ["Method"] + keys
-    rows = [[LABELS.get(m, m)] + [_fmt(k, s.get(k)) for k in keys] for m, s in summary.items()]
-    return header, rows
+        keys += [k for k in scores if k not in METRICS or not METRICS[k].headline
+                 if k != "n_images" and k not in keys]
+    if not keys:
+        return None
+    return Table(["Method"] + keys, [[LABELS.get(m, m)] + [fmt(k, s.get(k)) for k in keys] for m, s in summary.items()])
 
 
 class _Images:
@@ -180,18 +212,23 @@ def build_report(
     images: str | Path,
     curve_dirs: Mapping[str, str | Path],
     out: str | Path,
-    grid_faces: int = 6,
-    worst_faces: int = 4,
-    worst_by: str = "method1",
-    crop: Sequence[int] = (40, 16, 48, 96),
-    crop_faces: int = 4,
-    parsing_faces: int = 4,
-    title: str = "facesr report",
+    grid_faces: int,
+    worst_faces: int,
+    worst_by: str,
+    crop: Sequence[int],
+    crop_faces: int,
+    parsing_faces: int,
+    title: str,
 ) -> dict[str, Any]:
-    """Write `out`/index.html, `out`/report.md and `out`/img/*.png; return what went in."""
+    """Write `out`/index.html, `out`/report.md and `out`/img/*.png; return what went in.
+
+    Every setting is the `report:` section of params.yaml (stages/report.py passes them); none has a
+    default here, so that no second copy of a param can drift from it.
+    """
     out = Path(out)
     images = Path(images)
-    summary = read_eval(Path(eval_json))
+    summary, reserved = read_eval(Path(eval_json))
+    comparisons = reserved.get("comparisons", {})
     rows = read_per_image(Path(per_image_csv))
     load = _Images(images)
     img_dir = out / "img"
@@ -200,50 +237,58 @@ def build_report(
     models = [m for m in summary if m in THESIS_TABLE] or list(summary)
     per_face = {(r["id"], r["model"]): r for r in rows}
     ids = sorted({r["id"] for r in rows}, key=[r["id"] for r in rows].index)
-    titles = {(f, m): f"{r['psnr']:.2f} dB" for (f, m), r in per_face.items()}
+    titles = {(f, m): f"{fmt('psnr', r['psnr'])} dB" for (f, m), r in per_face.items()}
     labels = {"lr": "LR (x8 nearest)", "hr": "HR", **LABELS}
-    sections: list[tuple[str, str, list[str]]] = []  # (heading, text, [image paths relative to out])
+    n_images = max(int(s.get("n_images", 0)) for s in summary.values())
+
+    main = table_rows({m: summary[m] for m in models}, comparisons)
+    intro = (
+        f"{n_images} test faces. PSNR/SSIM/LPIPS in the thesis protocol (RGB, no crop; SSIM gaussian "
+        "σ=1.5; LPIPS v0.1 AlexNet); PSNR-Y/SSIM-Y in the literature protocol (BT.601 Y, 8-pixel crop). "
+        "Best of each column in bold."
+    )
+    blocks: list = [Text(intro, note=True), main]
+    if main.header[-1].startswith("vs "):
+        legend = VS_LEGEND.format(baseline=LABELS[BASELINE])
+        if n_images < FEW_FACES:
+            legend += FEW_FACES_TEXT.format(n=n_images)
+        blocks.append(Text(legend, note=True))
+    blocks += [Text("Literature (CelebA-HQ, RGB with an 8-pixel crop, other data and protocol):", note=True),
+               Table(["Method", "PSNR", "SSIM"], [[k, fmt("psnr", v[0]), fmt("ssim", v[1])]
+                                                  for k, v in LITERATURE.items()])]
+    sections = [Section("Table 4.1: ours beside the thesis", blocks)]
+    spread = seed_rows(reserved.get("seeds", {}))
+    if spread is not None:
+        sections.append(Section("Across seeds", [Text(SEEDS_TEXT, note=True), spread]))
+    paired = comparison_rows(summary, comparisons)
+    if paired is not None:
+        sections.append(Section(f"Paired differences against {LABELS[BASELINE]}",
+                                [Text(PAIRED_TEXT.format(baseline=LABELS[BASELINE]), note=True), paired]))
+    ablation = ablation_rows(summary, train_seconds(curve_dirs))
+    if ablation is not None:
+        sections.append(Section("Ablations and extra trials", [Text(ABLATION_TEXT, note=True), ablation]))
+    extra = extra_rows(summary)
+    if extra is not None:
+        sections.append(Section("Per-region PSNR, parsing mIoU and sharpness", [extra]))
 
     grid_ids = ids[:grid_faces]
     figures.image_grid(img_dir / "grid.png", ["lr", *models, "hr"], grid_ids, load, titles, labels=labels)
-    sections.append(
-        (
-            "Test faces (Fig. 4.2)",
-            f"The first {len(grid_ids)} test faces: LR input (16x16, shown x8 nearest), every model, HR. "
-            "Numbers are each face's PSNR (RGB).",
-            ["img/grid.png"],
-        )
-    )
+    sections.append(Section("Test faces (Fig. 4.2)", [
+        Text(f"The first {len(grid_ids)} test faces: LR input (16x16, shown x8 nearest), every model, HR. "
+             "Numbers are each face's PSNR (RGB)."),
+        Image("img/grid.png")]))
 
     if "method1" in models and "method2" in models:
-        crop_ids = ids[:crop_faces]
         figures.image_grid(
-            img_dir / "gan_crops.png", ["method1", "method2", "hr"], crop_ids, load, titles, crop=tuple(crop)
+            img_dir / "gan_crops.png", ["method1", "method2", "hr"], ids[:crop_faces], load, titles, crop=tuple(crop)
         )
         y, x, h, w = crop
-        sections.append(
-            (
-                "With and without the GAN (Fig. 4.3)",
-                f"Crop y={y}..{y + h}, x={x}..{x + w} (eyes and brows of an aligned face), nearest-neighbour "
-                "zoom: Method 1 (MSE) against Method 2 (GAN) and HR.",
-                ["img/gan_crops.png"],
-            )
-        )
+        sections.append(Section("With and without the GAN (Fig. 4.3)", [
+            Text(f"Crop y={y}..{y + h}, x={x}..{x + w} (eyes and brows of an aligned face), nearest-neighbour "
+                 "zoom: Method 1 (MSE) against Method 2 (GAN) and HR."),
+            Image("img/gan_crops.png")]))
 
-    rank_model = worst_by if worst_by in models else models[-1]
-    ranked = sorted((r for r in rows if r["model"] == rank_model), key=lambda r: r["psnr"])
-    worst_ids = [r["id"] for r in ranked[:worst_faces]]
-    if worst_ids:
-        figures.image_grid(
-            img_dir / "worst.png", ["lr", *models, "hr"], worst_ids, load, titles, labels=labels
-        )
-        sections.append(
-            (
-                "Failure cases (Fig. 4.4)",
-                f"The {len(worst_ids)} test faces where {LABELS.get(rank_model, rank_model)} has its lowest PSNR.",
-                ["img/worst.png"],
-            )
-        )
+    sections.append(_failure_cases(rows, models, worst_by, worst_faces, img_dir, load, titles, labels))
 
     gt_maps = _load_parsing(images / "hr" / "parsing.npz")
     prior_models = [m for m in models if (images / m / "parsing.npz").is_file()]
@@ -261,14 +306,10 @@ def build_report(
             prows.append((f, row))
         if prows:
             figures.parsing_figure(img_dir / "parsing.png", prows)
-            sections.append(
-                (
-                    "Predicted parsing maps",
-                    "The prior branch's 11 parsing maps (threshold 0.5, strongest part per pixel) over the HR "
-                    "face, beside the annotated maps.",
-                    ["img/parsing.png"],
-                )
-            )
+            sections.append(Section("Predicted parsing maps", [
+                Text("The prior branch's 11 parsing maps (threshold 0.5, strongest part per pixel) over the HR "
+                     "face, beside the annotated maps."),
+                Image("img/parsing.png")]))
 
     curve_imgs = []
     for label, folder in curve_dirs.items():
@@ -276,112 +317,55 @@ def build_report(
             x_name, cols = figures.read_curve(csv_path)
             name = f"curves_{label}_{csv_path.stem}.png"
             if cols and figures.curves_figure(img_dir / name, f"{label}: {csv_path.stem}", x_name, cols):
-                curve_imgs.append(f"img/{name}")
-    sections.append(
-        (
-            "Training curves",
-            "From the train and train_gan stages' curve CSVs." if curve_imgs else "No curve CSVs were found.",
-            curve_imgs,
-        )
-    )
+                curve_imgs.append(Image(f"img/{name}"))
+    sections.append(Section("Training curves", [
+        Text("From the train and train_gan stages' curve CSVs." if curve_imgs else "No curve CSVs were found."),
+        *curve_imgs]))
 
-    header, cells, marks = table_rows({m: summary[m] for m in models})
-    x_header, x_cells = extra_rows(summary)
-    ablation = ablation_rows(summary, train_seconds(curve_dirs))
-    n_images = max(int(s.get("n_images", 0)) for s in summary.values())
-    intro = (
-        f"{n_images} test faces. PSNR/SSIM/LPIPS in the thesis protocol (RGB, no crop; SSIM gaussian "
-        "σ=1.5; LPIPS v0.1 AlexNet); PSNR-Y/SSIM-Y in the literature protocol (BT.601 Y, 8-pixel crop). "
-        "Best of each column in bold."
-    )
-    literature = [[k, f"{v[0]:.2f}", f"{v[1]:.4f}"] for k, v in LITERATURE.items()]
-    (out / "index.html").write_text(
-        _html(title, intro, header, cells, marks, x_header, x_cells, literature, sections, ablation)
-    )
-    (out / "report.md").write_text(
-        _markdown(title, intro, header, cells, marks, x_header, x_cells, literature, sections, ablation)
-    )
+    doc = Document(title, [s for s in sections if s.blocks])
+    (out / "index.html").write_text(to_html(doc))
+    (out / "report.md").write_text(to_markdown(doc))
     return {"models": list(summary), "faces": n_images, "figures": sorted(p.name for p in img_dir.glob("*.png"))}
 
 
-def _md_table(header: list[str], rows: list[list[str]], marks: list[list[bool]] | None = None) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r, row in enumerate(rows):
-        cells = [f"**{c}**" if marks and marks[r][i] else c for i, c in enumerate(row)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def _failure_cases(rows, models, worst_by, worst_faces, img_dir: Path, load, titles, labels) -> Section:
+    """Fig. 4.4: the faces where `worst_by` has its lowest PSNR and, with SRResNet evaluated too,
+    the faces where Method 1 loses most PSNR to SRResNet."""
+    blocks: list = []
+    rank_model = worst_by if worst_by in models else models[-1]
+    ranked = sorted((r for r in rows if r["model"] == rank_model), key=lambda r: r["psnr"])
+    worst_ids = [r["id"] for r in ranked[:worst_faces]]
+    if worst_ids:
+        figures.image_grid(img_dir / "worst.png", ["lr", *models, "hr"], worst_ids, load, titles, labels=labels)
+        blocks += [Text(f"The {len(worst_ids)} test faces where {LABELS.get(rank_model, rank_model)} has its "
+                        "lowest PSNR."), Image("img/worst.png")]
+    if "method1" in models and BASELINE in models:
+        psnr = {(r["id"], r["model"]): r["psnr"] for r in rows}
+        faces = [f for (f, m) in psnr if m == "method1" and (f, BASELINE) in psnr]
+        losses = sorted(faces, key=lambda f: psnr[(f, "method1")] - psnr[(f, BASELINE)])[:worst_faces]
+        if losses:
+            diff = {(f, "method1"): f"{fmt('psnr', psnr[(f, 'method1')] - psnr[(f, BASELINE)], signed=True)} dB "
+                    f"vs {LABELS[BASELINE]}" for f in losses}
+            figures.image_grid(img_dir / "worst_vs_srresnet.png", ["lr", BASELINE, "method1", "hr"], losses, load,
+                               titles | diff, labels=labels)
+            blocks += [Text(f"The {len(losses)} test faces where Method 1 loses most PSNR to "
+                            f"{LABELS[BASELINE]} (Method 1's number is its difference)."),
+                       Image("img/worst_vs_srresnet.png")]
+    return Section("Failure cases (Fig. 4.4)", blocks)
 
 
+# Below this many faces a percentile bootstrap interval is known to be too narrow.
+FEW_FACES = 20
+FEW_FACES_TEXT = (" With only {n} faces the interval is too narrow (a bootstrap over few faces understates the spread): "
+                  "read the Wilcoxon p-value in metrics/eval.json as well.")
+VS_LEGEND = ("vs {baseline}: the mean per-face PSNR difference (model - {baseline}) with its paired 95% bootstrap "
+             "interval over the test faces; * where the interval excludes 0.")
+SEEDS_TEXT = ("Each model trained once per seed and every seed's generator scored on the same test faces: the "
+              "mean ± sd (sample) of the seeds' means. Table 4.1 shows the exported generator, the seed with the "
+              "best validation PSNR (metrics/train.json says which).")
+PAIRED_TEXT = ("Each model minus {baseline}, face by face on the same test faces: the mean difference and its "
+               "paired 95% bootstrap interval (faces resampled with replacement); * where the interval excludes "
+               "0. The Wilcoxon signed-rank p-values are in metrics/eval.json under comparisons.")
 ABLATION_TEXT = ("Every other trained variant on the same test faces, beside Method 1: ablations (a part of "
                  "Method 1 removed or changed) and baselines trained for another budget. Training minutes "
                  "are the time spent in training steps (validation excluded) on the machine that ran them.")
-
-
-def _markdown(title, intro, header, cells, marks, x_header, x_cells, literature, sections, ablation=([], [])) -> str:
-    parts = [
-        f"# {title}",
-        "",
-        "## Table 4.1: ours beside the thesis",
-        "",
-        intro,
-        "",
-        _md_table(header, cells, marks),
-        "",
-    ]
-    if ablation[0]:
-        parts += ["## Ablations and extra trials", "", ABLATION_TEXT, "", _md_table(*ablation), ""]
-    if len(x_header) > 1:
-        parts += ["## Per-region PSNR, parsing mIoU and sharpness", "", _md_table(x_header, x_cells), ""]
-    parts += [
-        "Literature (CelebA-HQ, RGB with an 8-pixel crop, other data and protocol):",
-        "",
-        _md_table(["Method", "PSNR", "SSIM"], literature),
-        "",
-    ]
-    for heading, text, imgs in sections:
-        parts += [f"## {heading}", "", text, ""] + [f"![{heading}]({p})" for p in imgs] + [""]
-    return "\n".join(parts)
-
-
-def _html_table(header, rows, marks=None, css="") -> str:
-    e = html.escape
-    head = "".join(f"<th>{e(h)}</th>" for h in header)
-    body = []
-    for r, row in enumerate(rows):
-        tds = "".join(
-            f"<td><b>{e(c)}</b></td>" if marks and marks[r][i] else f"<td>{e(c)}</td>"
-            for i, c in enumerate(row)
-        )
-        body.append(f"<tr>{tds}</tr>")
-    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-
-
-def _html(title, intro, header, cells, marks, x_header, x_cells, literature, sections, ablation=([], [])) -> str:
-    e = html.escape
-    parts = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{e(title)}</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:1.5em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;margin:.6em 0 1.2em}th,td{border:1px solid #bbb;padding:.25em .6em;"
-        "text-align:right}th{background:#eee}td:first-child{text-align:left}img{max-width:100%;"
-        "border:1px solid #ddd;margin:.3em 0}.note{color:#555}</style></head><body>",
-        f"<h1>{e(title)}</h1>",
-        "<h2>Table 4.1: ours beside the thesis</h2>",
-        f'<p class="note">{e(intro)}</p>',
-        _html_table(header, cells, marks, "main"),
-    ]
-    if ablation[0]:
-        parts += ["<h2>Ablations and extra trials</h2>", f'<p class="note">{e(ABLATION_TEXT)}</p>',
-                  _html_table(*ablation)]
-    if len(x_header) > 1:
-        parts += ["<h2>Per-region PSNR, parsing mIoU and sharpness</h2>", _html_table(x_header, x_cells)]
-    parts += [
-        '<p class="note">Literature (CelebA-HQ, RGB with an 8-pixel crop, other data and protocol):</p>',
-        _html_table(["Method", "PSNR", "SSIM"], literature),
-    ]
-    for heading, text, imgs in sections:
-        parts += [f"<h2>{e(heading)}</h2>", f"<p>{e(text)}</p>"]
-        parts += [f'<img src="{e(p)}" alt="{e(heading)}">' for p in imgs]
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"

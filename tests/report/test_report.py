@@ -60,8 +60,12 @@ def test_report_files_and_relative_images(report_dir):
             assert ref in text
         for label in ("Bicubic", "SRResNet", "Method 1", "Method 2 (GAN)"):
             assert label in text
+        # the paired comparison with SRResNet (issue 18): a column, its legend, a table of every metric
+        assert "vs SRResNet" in text and "Paired differences against SRResNet" in text
+        assert re.search(r"[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\]", text)
+        assert "With only 4 faces the interval is too narrow" in text  # the fixture's 4 test faces
     srcs = re.findall(r'<img src="([^"]+)"', html)
-    assert {"img/grid.png", "img/gan_crops.png", "img/worst.png", "img/parsing.png",
+    assert {"img/grid.png", "img/gan_crops.png", "img/worst.png", "img/worst_vs_srresnet.png", "img/parsing.png",
             "img/curves_train_method1.png"} <= set(srcs)
     for src in srcs:
         assert not src.startswith(("/", "http")), "the report must open from disk"

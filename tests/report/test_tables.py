@@ -1,6 +1,7 @@
 """Report tables that need no images: the ablation table and the training-time column."""
 
-from facesr.report.build import _markdown, ablation_rows, table_rows, train_seconds
+from facesr.report.build import ablation_rows, table_rows, train_seconds
+from facesr.report.document import Document, Section, to_markdown
 
 SUMMARY = {
     "bicubic": {"psnr": 22.0, "ssim": 0.59, "lpips": 0.53},
@@ -17,18 +18,69 @@ def test_ablation_rows_compare_every_extra_model_with_method1(tmp_path):
     seconds = train_seconds({"train": tmp_path / "train", "gan": tmp_path / "missing"})
     assert seconds == {"method1": 61.5, "method1_noprior": 24.0}
 
-    header, rows = ablation_rows(SUMMARY, seconds)
-    assert header[4] == "ΔPSNR vs method1"
-    assert rows == [
+    ablation = ablation_rows(SUMMARY, seconds)
+    assert ablation.header[4] == "ΔPSNR vs method1"
+    assert ablation.rows == [
         ["method1", "24.20", "0.7000", "0.2600", "-", "-", "1.0"],
         ["method1_noprior", "24.05", "0.6950", "0.2700", "-0.15", "-0.0050", "0.4"],
         ["srresnet_wallclock", "24.31", "0.7020", "0.2500", "+0.11", "+0.0020", "-"],
     ]
     # Table 4.1 keeps the thesis' rows only when the caller passes them; the markdown gets both tables
-    t_header, t_cells, t_marks = table_rows({m: SUMMARY[m] for m in ("bicubic", "method1")})
-    md = _markdown("t", "intro", t_header, t_cells, t_marks, ["Method"], [], [], [], (header, rows))
+    main = table_rows({m: SUMMARY[m] for m in ("bicubic", "method1")})
+    md = to_markdown(Document("t", [Section("Table 4.1", [main]), Section("Ablations and extra trials", [ablation])]))
     assert "## Ablations and extra trials" in md and "| method1_noprior | 24.05 |" in md
+    assert "| **24.20** |" in md  # the best PSNR of Table 4.1 in bold
 
 
 def test_no_extra_models_no_ablation_table():
-    assert ablation_rows({m: SUMMARY[m] for m in ("bicubic", "method1")}, {}) == ([], [])
+    assert ablation_rows({m: SUMMARY[m] for m in ("bicubic", "method1")}, {}) is None
+
+
+def _comparison(mean, lo, hi):
+    return {"mean_diff": mean, "ci95": [lo, hi], "p_value": 0.01, "n": 25}
+
+
+def test_vs_srresnet_column_with_interval_and_mark(tmp_path):
+    import json
+
+    from facesr.report.build import comparison_rows, read_eval
+
+    summary = {m: {"psnr": 24.0, "ssim": 0.7, "lpips": 0.2, "psnr_y": 25.0, "ssim_y": 0.72, "n_images": 25}
+               for m in ("bicubic", "srresnet", "method1")}
+    same = {"mean_diff": 0.0, "ci95": [0.0, 0.0], "p_value": 1.0, "n": 25}
+    comparisons = {
+        "srresnet-bicubic": {k: _comparison(3.0, 2.5, 3.5) for k in ("psnr", "ssim", "lpips", "psnr_y", "ssim_y")},
+        "method1-bicubic": {k: same for k in ("psnr", "ssim", "lpips", "psnr_y", "ssim_y")},
+        "method1-srresnet": {"psnr": _comparison(0.19, 0.12, 0.26), "ssim": _comparison(0.0029, -0.0004, 0.006),
+                             "lpips": same, "psnr_y": same, "ssim_y": same},
+    }
+    (tmp_path / "eval.json").write_text(json.dumps(summary | {"comparisons": comparisons}))
+    read, reserved = read_eval(tmp_path / "eval.json")
+    assert list(read) == ["bicubic", "srresnet", "method1"]  # the reserved key is not a model
+    assert reserved["comparisons"] == comparisons
+
+    main = table_rows(read, reserved["comparisons"])
+    assert main.header[-1] == "vs SRResNet"
+    column = {row[0]: row[-1] for row in main.rows}
+    assert column == {"Bicubic": "-", "SRResNet": "-", "Method 1": "+0.19 [+0.12, +0.26]*"}
+
+    paired = comparison_rows(read, reserved["comparisons"])
+    assert paired.rows == [["Method 1", "+0.19 [+0.12, +0.26]*", "+0.0029 [-0.0004, +0.0060]",
+                            "+0.0000 [+0.0000, +0.0000]", "+0.00 [+0.00, +0.00]", "+0.0000 [+0.0000, +0.0000]", "25"]]
+
+    # Without SRResNet (or without comparisons) there is no column and no paired table.
+    no_srresnet = {m: read[m] for m in ("bicubic", "method1")}
+    assert "vs SRResNet" not in table_rows(no_srresnet, reserved["comparisons"]).header
+    assert comparison_rows(no_srresnet, reserved["comparisons"]) is None
+    assert "vs SRResNet" not in table_rows(read).header
+
+
+def test_seed_rows_show_mean_and_sd():
+    from facesr.report.build import seed_rows
+
+    spread = {k: {"mean": 24.213, "sd": 0.0512, "n_seeds": 3} for k in ("psnr", "ssim", "lpips", "psnr_y", "ssim_y")}
+    table = seed_rows({"method1": spread})
+    assert table.header[0] == "Method" and table.header[-1] == "seeds"
+    assert table.rows == [["Method 1", "24.21 ± 0.05", "24.2130 ± 0.0512", "24.2130 ± 0.0512", "24.21 ± 0.05",
+                           "24.2130 ± 0.0512", "3"]]
+    assert seed_rows({}) is None
