@@ -8,13 +8,13 @@ facesr.metrics.spec.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from facesr.fileio import read_json
 from facesr.metrics.paired import significant
 from facesr.metrics.spec import HEADLINE, METRICS, RESERVED, fmt
 from facesr.report import figures
@@ -30,12 +30,7 @@ class ReportError(ValueError):
 
 def read_eval(path: Path) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
     """The per-model means and the reserved keys (``comparisons``, ``seeds``) of eval.json."""
-    if not path.is_file():
-        raise ReportError(f"{path}: evaluation metrics not found (run the evaluate stage first)")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ReportError(f"{path}: not valid JSON ({exc})") from exc
+    data = read_json(path, ReportError, missing="evaluation metrics not found (run the evaluate stage first)")
     if not isinstance(data, dict):
         raise ReportError(f"{path}: expected {{model: {{metric: value}}}}")
     summary = {m: s for m, s in data.items() if m not in RESERVED}
