@@ -222,6 +222,15 @@ def test_facesr_load_reads_the_alias_uris_weights_only(store, monkeypatch):
         facesr.load(f"models:/{NAME}@nope", device="cpu")
     # the pyfunc model of the alias loads without pickle too
     assert mlflow.pyfunc.load_model(f"models:/{NAME}@champion").predict(lr.numpy()).shape == (2, 3, 128, 128)
+    # and `facesr upscale --model models:/facesr-method1@champion`
+    from PIL import Image
+
+    from facesr.cli import main as cli_main
+
+    Image.new("RGB", (16, 16), (120, 100, 90)).save(store["tmp"] / "face.png")
+    rc = cli_main(["upscale", str(store["tmp"] / "face.png"), "-o", str(store["tmp"] / "out"), "--model",
+                   f"models:/{NAME}@champion", "--device", "cpu"])
+    assert rc == 0 and Image.open(next((store["tmp"] / "out").glob("face*.png"))).size == (128, 128)
 
 
 class _Marker:
