@@ -49,6 +49,7 @@ LATEST_PREFIX = "latest-"
 # the evaluate metrics a version is tagged with and the champion is chosen by (the first)
 TEST_METRICS = ("psnr", "ssim", "lpips", "psnr_y", "ssim_y")
 TEST_TAG = "test."
+DESCRIPTION_PREFIX = "Test scores on"
 CHAMPION_RULE = (
     "The champion of a registered name is its best evaluated version by test PSNR, compared only between "
     "versions scored on the same test data (the prepared data's digest and the number of faces): an evaluation "
@@ -215,11 +216,19 @@ def update_champion(client, name: str, *, data_sha256: str, n_images: int) -> st
     return str(best)
 
 
+def describe_scores(metrics: Mapping[str, float], *, data_sha256: str, n_images: int, eval_run_id: str) -> str:
+    names = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "psnr_y": "PSNR-Y", "ssim_y": "SSIM-Y"}
+    scores = ", ".join(f"{names[k]} {float(metrics[k]):.4f}" for k in TEST_METRICS if metrics.get(k) is not None)
+    return (f"{DESCRIPTION_PREFIX} {n_images} faces of data {data_sha256[:16]}: {scores} "
+            f"(evaluate run {eval_run_id}; tags test.*)")
+
+
 def record_evaluation(uri: str, generator_path: str | Path, metrics: Mapping[str, float], *, data_sha256: str,
                       n_images: int, eval_run_id: str) -> list[Scored]:
     """Tag every registered version holding the generator file `generator_path` with its test
     metrics (``test.<metric>``), the test data (``test.data_sha256``, ``test.n_images``) and the
-    evaluate run (``test.run_id``), then move the names' `champion` aliases (`CHAMPION_RULE`).
+    evaluate run (``test.run_id``), say the same in its description (unless a person wrote one),
+    then move the names' `champion` aliases (`CHAMPION_RULE`).
 
     A file registered nowhere in the store at `uri` (trained against another tracking store, or
     registered before versions carried `generator_sha256`) gives an empty list.
@@ -232,6 +241,10 @@ def record_evaluation(uri: str, generator_path: str | Path, metrics: Mapping[str
     for mv in versions_of_file(client, generator_path):
         for key, value in tags.items():
             client.set_model_version_tag(mv.name, mv.version, key, value)
+        # the description is the first thing the version page shows; one a person wrote is kept
+        if not mv.description or mv.description.startswith(DESCRIPTION_PREFIX):
+            client.update_model_version(mv.name, mv.version, description=describe_scores(
+                metrics, data_sha256=data_sha256, n_images=n_images, eval_run_id=eval_run_id))
         out.append((mv.name, str(mv.version)))
     champions = {name: update_champion(client, name, data_sha256=data_sha256, n_images=n_images) for name, _ in out}
     return [Scored(name, version, champions.get(name) == version) for name, version in out]

@@ -168,8 +168,11 @@ def test_evaluate_tags_versions_and_moves_champion_only_to_a_better_one(store):
     assert float(tags["test.psnr"]) == 25.0 and float(tags["test.psnr_y"]) == 26.0
     assert {f"test.{k}" for k in ("psnr", "ssim", "lpips", "psnr_y", "ssim_y")} <= set(tags)
     assert tags["test.data_sha256"] == store["digest"] and tags["test.n_images"] == "2"
-    # worse, and equal: the champion stays
+    assert "PSNR 25.0000" in c.get_model_version(store["name"], a["version"]).description
+    # worse, and equal: the champion stays (and a description a person wrote is theirs)
+    c.update_model_version(store["name"], b["version"], description="retrained with the new crop")
     evaluate_scores(store, {"method1": b["path"]}, {"method1": 24.0})
+    assert c.get_model_version(store["name"], b["version"]).description == "retrained with the new crop"
     evaluate_scores(store, {"method1": c_["path"]}, {"method1": 25.0})
     assert champion(c, store["name"]) == a["version"]
     assert float(c.get_model_version(store["name"], b["version"]).tags["test.psnr"]) == 24.0

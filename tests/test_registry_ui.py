@@ -121,6 +121,7 @@ def test_the_mlflow_ui_shows_aliases_version_metrics_and_the_dataset(server):
     page = browse(f"{base}/#/models/{NAME}/versions/{version}", tmp)
     assert f"Version {version}" in page, page[:2000]
     assert re.search(r"Aliases : @ ?champion", page), page[:2000]
+    assert "Test scores on 2 faces" in page and "PSNR 25.0000" in page, page[:2000]
     for key, value in (("test.psnr", "25.0"), ("test.psnr_y", "26.0"), ("test.ssim", "0.5"), ("test.lpips", "0.3"),
                        ("test.data_sha256", server["store"]["digest"]), ("test.n_images", "2"),
                        ("run_fingerprint", server["champion"]["identity"].fingerprint)):
