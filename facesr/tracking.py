@@ -103,13 +103,15 @@ def set_experiment(uri: str, experiment: str) -> str:
 
 
 def dataset_name(data: str | Path) -> str:
-    """The name a prepared-data folder goes by in MLflow: its path as dvc.yaml writes it
-    (relative to the working directory) when it lies below that, else the absolute path."""
+    """The name a prepared-data folder goes by in MLflow: its path as dvc.yaml writes it (relative
+    to the nearest folder above it holding a dvc.yaml), else its absolute path. Not relative to the
+    working directory: a Ray trial runs in a folder of its own, and must name the data as the
+    driver and the evaluate stage do."""
     path = Path(data).resolve()
-    try:
-        return path.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return path.as_posix()
+    for parent in path.parents:
+        if (parent / "dvc.yaml").is_file():
+            return path.relative_to(parent).as_posix()
+    return path.as_posix()
 
 
 def data_dataset(data: str | Path, digest: str | None = None):

@@ -48,7 +48,7 @@ def base(tmp_path_factory):
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.chdir(tmp)
+        (tmp / "dvc.yaml").write_text("stages: {}\n")  # a DVC project: data is named as dvc.yaml does
         data = make_prepared(tmp / "data" / "prepared", {"train": 3, "val": 1, "test": 2})
         tracking.set_experiment(uri, EXPERIMENT)
         yield {"uri": uri, "data": data, "digest": tree_digest(data), "root": tmp}
@@ -129,7 +129,8 @@ def test_each_version_gets_latest_of_its_profile_and_its_identity(store):
     assert tags["generator_sha256"] == file_sha256(second["path"])
 
 
-def test_training_and_evaluate_runs_log_the_prepared_data_as_a_dataset(store):
+def test_training_and_evaluate_runs_log_the_prepared_data_as_a_dataset(store, monkeypatch):
+    monkeypatch.chdir(store["tmp"])  # outside the project, as a Ray trial's folder is: the name is the same
     trained = train_version(store, 0)
     run_id = evaluate_scores(store, {"method1": trained["path"]}, {"method1": 25.0})
     c = client(store)

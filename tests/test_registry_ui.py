@@ -72,7 +72,7 @@ def server(tmp_path, monkeypatch):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")  # a DVC project: data is named as dvc.yaml does
     data = make_prepared(tmp_path / "data" / "prepared", {"train": 3, "val": 1, "test": 2})
     tracking.set_experiment(uri, EXPERIMENT)
     store = {"uri": uri, "data": data, "digest": tree_digest(data), "root": tmp_path, "tmp": tmp_path,
