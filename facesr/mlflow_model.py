@@ -195,18 +195,13 @@ def _test_psnr(mv, data_sha256: str, n_images: int) -> float | None:
 
 def update_champion(client, name: str, *, data_sha256: str, n_images: int) -> str | None:
     """Move the `champion` alias of `name` as `CHAMPION_RULE` says; returns the champion's version."""
-    from mlflow.exceptions import MlflowException
-
-    scored = [(psnr, int(mv.version)) for mv in client.search_model_versions(f"name = '{name}'")
-              if (psnr := _test_psnr(mv, data_sha256, n_images)) is not None]
+    versions = client.search_model_versions(f"name = '{name}'")
+    scored = [(psnr, int(mv.version)) for mv in versions if (psnr := _test_psnr(mv, data_sha256, n_images)) is not None]
     if not scored:
         return None
     # the highest PSNR; among equal ones the oldest version, which reached it first
     best_psnr, best = max(scored, key=lambda s: (s[0], -s[1]))
-    try:
-        current = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:  # no champion yet
-        current = None
+    current = next((mv for mv in versions if CHAMPION in mv.aliases), None)
     if current is not None:
         current_psnr = _test_psnr(current, data_sha256, n_images)
         if current_psnr is not None and current_psnr >= best_psnr:
