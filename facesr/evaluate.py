@@ -298,16 +298,27 @@ def log_to_mlflow(
     params: Mapping[str, Any],
     mlflow_params: Mapping[str, Any],
     artifacts: Sequence[Path] = (),
+    data: str | Path | None = None,
+    model_files: Mapping[str, Path | None] | None = None,
 ) -> str:
     """One MLflow run (`evaluate`) holding `<model>.<metric>` for every model; returns its run id.
 
     Same experiment, URI rule and tag names as the training runs (facesr.tracking), so the
     evaluation sits beside the runs that produced the models in the MLflow UI.
+
+    With `data` (the prepared data folder scored) the run logs its test split as a "testing" dataset
+    input. With `model_files` too (`model_paths`' {model: generator file}), every registered version
+    holding one of the files gets the model's test metrics and the data's digest as tags, and each
+    registered name's `champion` alias moves as `facesr.mlflow_model.CHAMPION_RULE` says; the run's
+    tags `<model>.registered_model` name the versions. A smoke run (params' `smoke_test`) leaves the
+    registry as it is.
     """
     import mlflow
 
     from facesr import tracking
 
+    if model_files is not None and data is None:
+        raise EvaluationError("log_to_mlflow: model_files needs the data folder they were scored on (data=...)")
     uri = tracking.tracking_uri(mlflow_params)
     tracking.set_experiment(uri, str(mlflow_params["experiment"]))
     # An inherited MLFLOW_RUN_ID would make start_run resume that run instead of starting one.
@@ -326,4 +337,15 @@ def log_to_mlflow(
         for path in artifacts:
             if Path(path).is_file():
                 mlflow.log_artifact(str(path))
+        digest = tracking.log_dataset(data, "testing", split="test") if data is not None else None
+        if model_files is not None and digest is not None and not params.get("smoke_test"):
+            from facesr.mlflow_model import record_evaluation
+
+            for model, path in model_files.items():
+                if path is None or model not in summary or not Path(path).is_file():
+                    continue
+                scored = record_evaluation(uri, path, summary[model], data_sha256=digest,
+                                           n_images=int(summary[model]["n_images"]), eval_run_id=run.info.run_id)
+                if scored:
+                    mlflow.set_tag(f"{model}.registered_model", ", ".join(s.uri for s in scored))
         return run.info.run_id

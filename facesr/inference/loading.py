@@ -1,6 +1,9 @@
 """Loading a model: `load(source)` turns a generator file, an MLflow URI or model folder, a
 pipeline name or a module into an `Upscaler`.
 
+Registry URIs take MLflow 3 aliases: ``models:/facesr-method1@champion`` (the best evaluated
+version), ``models:/facesr-method1@latest-demo`` (the newest of a profile; facesr.mlflow_model).
+
 Every source ends in a generator file read weights-only; pickled MLflow pytorch models need
 `allow_pickle=True` (docs/upscale.md). A bare name (`method1`, `srresnet`, `method2`, a train
 variant) is looked up where the pipeline wrote it, which dvc.yaml says: `<name>.pt` in the folder
@@ -72,7 +75,7 @@ def resolve_name(name: str) -> Path:
     """The generator file of a bare model name: `<folder>/<name>.pt` in the first model folder of
     dvc.yaml (see `find_dvc_yaml` and `pipeline_model_dirs`) that holds one."""
     how = ("train it with `dvc repro` (or `make demo`), pass a generator file path, or an MLflow URI such as "
-           "models:/facesr-method1/latest")
+           "models:/facesr-method1@champion")
     files = find_dvc_yaml()
     if not files:
         raise ModelSourceError(

@@ -6,7 +6,8 @@ process does not share, so ``nested=True`` there has nothing to nest under (ray-
 Here the driver creates the parent run and passes its id in the trial config; each trial opens its
 own run with ``mlflow.start_run(parent_run_id=...)`` (explicit, process-independent). A retried or
 resumed trial reopens the run it created before (its id is kept in the trial workdir), so a retry
-does not add a second nested run.
+does not add a second nested run. A trial given its `data` folder logs it as the run's "training"
+dataset input (facesr.tracking.log_dataset).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from facesr.fileio import atomic_write_text
-from facesr.tracking import flat_params, set_experiment
+from facesr.tracking import flat_params, log_dataset, set_experiment
 from facesr.train.config import Trial
 
 RUN_FILE = "mlflow_run.json"
@@ -28,7 +29,7 @@ class TrialTracker:
     """The nested MLflow run of one trial; reopened (not duplicated) when the trial resumes."""
 
     def __init__(self, *, uri: str, experiment: str, parent_run_id: str, run_name: str,
-                 trial: Trial, tags: Mapping[str, str], workdir: Path):
+                 trial: Trial, tags: Mapping[str, str], workdir: Path, data: str | Path | None = None):
         import mlflow
 
         self.mlflow = mlflow
@@ -45,6 +46,9 @@ class TrialTracker:
             # the loop keys at the top, beside variant and model: every trial of a stage has the same names
             mlflow.log_params(flat_params({"variant": trial.variant, "model": trial.model,
                                            "model_args": trial.model_args, **dataclasses.asdict(trial.loop)}))
+            if data is not None:
+                # the identity's digest of the same folder (tags "data_sha256"): not hashed twice
+                log_dataset(data, "training", split="train", digest=tags.get("data_sha256"))
             atomic_write_text(run_file, json.dumps({"run_id": self.run.info.run_id, "parent_run_id": parent_run_id}))
         self.run_id = self.run.info.run_id
 
