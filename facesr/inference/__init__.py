@@ -1,7 +1,7 @@
 """Using a trained model: `facesr.load(...)` and the `facesr upscale` command.
 
 `load(source)` accepts an exported generator file (`models/train/method1.pt`), an MLflow URI
-(`models:/facesr-method1/latest`, `runs:/<id>/model`) or model folder, or a bare name (`method1`,
+(`models:/facesr-method1@champion`, `runs:/<id>/model`) or model folder, or a bare name (`method1`,
 `method2`, `srresnet`, `bicubic`, a train variant) looked up where dvc.yaml's stages write models,
 and returns an `Upscaler`. Whole photos (`--faces auto`) go through facesr.faces: detect, align,
 SR, paste. One module per concern:

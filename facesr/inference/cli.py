@@ -22,7 +22,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders (searched recursively)")
     p.add_argument("-o", "--out", required=True, help="output folder (PNG files, same relative names)")
     p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="checkpoint path, MLflow URI (models:/facesr-method1/latest, runs:/ID/model), MLflow "
+                   help="checkpoint path, MLflow URI (models:/facesr-method1@champion, runs:/ID/model), MLflow "
                         "model folder, or a name (srresnet, method1, method2, a train variant: NAME.pt where dvc.yaml's "
                         f"stages write models; bicubic needs none) (default {DEFAULT_MODEL})")
     p.add_argument("--allow-pickle", action="store_true",
