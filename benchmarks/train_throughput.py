@@ -93,20 +93,20 @@ def markdown(report: dict) -> str:
              + (f", GPU {m['gpu']}" if m["gpu"] else ", no GPU") + f"; load average {report['load_before']} "
              f"before, {report['load_after']} after.", "",
              f"Command: `{report['command']}`", "",
-             "| profile | model | device | mode | compile | batch | img/s | s/step (median) | GFLOP/step | GFLOP/s "
-             "| x fp32 | peak MiB |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| profile | model | device | mode | compile | batch | img/s | s/step (median) | s/step (min) | GFLOP/step "
+             "| GFLOP/s | x fp32 | peak MiB |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     base = {(r["profile"], r["model"], r["device"]): r["images_per_s"] for r in report["results"]
             if "error" not in r and r["precision"] == "fp32" and not r["channels_last"] and not r["compile"]}
     for r in report["results"]:
         mode = r["mode"]
         if "error" in r:
             lines.append(f"| {r['profile']} | {r['model']} | {r['device']} | {mode} | {r['compile']} | | failed: "
-                         f"{r['error']} | | | | | |")
+                         f"{r['error']} | | | | | | |")
             continue
         ref = base.get((r["profile"], r["model"], r["device"]))
         speed = f"{r['images_per_s'] / ref:.2f}" if ref else ""
         lines.append(f"| {r['profile']} | {r['model']} | {r['device']} | {mode} | {r['compile']} | {r['batch']} "
-                     f"| {r['images_per_s']} | {r['seconds_per_step']} | {r.get('gflop_per_step', '')} "
+                     f"| {r['images_per_s']} | {r['seconds_per_step']} | {r['min_s']} | {r.get('gflop_per_step', '')} "
                      f"| {r.get('gflop_per_s', '')} | {speed} | {r['peak_memory_mib']} |")
     return "\n".join(lines) + "\n"
 
