@@ -243,15 +243,23 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"mode": "smoke" if args.smoke else "full", "command": " ".join(["python", *sys.argv]),
                     "environment": environment(device)}
     print(json.dumps(report["environment"]), flush=True)
+
+    def save() -> None:  # after every phase: a run stopped by the hard timeout keeps what it measured
+        report.update(wall_s=round(time.perf_counter() - clock.start, 1), modules=third_party_modules(),
+                      forbidden_imported=[m for m in FORBIDDEN if sys.modules.get(m) is not None])
+        atomic_write_text(out / "gpu_check.json", json.dumps(report, indent=2) + "\n")
+        atomic_write_text(out / "gpu_check.md", markdown(report))
+
     batch = 2 if args.smoke else 16
+    report["training"] = []
     # throughput gets a little over half the budget, the two training runs the rest
     report["throughput"] = throughput(device, args.smoke, Clock(0.55 * args.budget_s), batch,
                                       steps=1 if args.smoke else 10)
+    save()
 
     train_n, test_n = (8, 4) if args.smoke else (512, 64)
     data, test = synthetic_faces(train_n, seed=0), synthetic_faces(test_n, seed=0, start=train_n)
     steps = 2 if args.smoke else 800
-    report["training"] = []
     for precision in ("fp32", "auto"):
         # the remaining budget is shared by the two runs so that both get their turn
         share = max(10.0, (clock.left() - 20) / (2 if precision == "fp32" else 1))
@@ -263,11 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                    "trace": traceback.format_exc()[-1500:]}
         report["training"].append(row)
         print(json.dumps(row), flush=True)
-    report["wall_s"] = round(time.perf_counter() - clock.start, 1)
-    report["modules"] = third_party_modules()
-    report["forbidden_imported"] = [m for m in FORBIDDEN if sys.modules.get(m) is not None]
-    atomic_write_text(out / "gpu_check.json", json.dumps(report, indent=2) + "\n")
-    atomic_write_text(out / "gpu_check.md", markdown(report))
+        save()
     print(markdown(report))
     print("MODULES " + json.dumps(sorted(k for k, v in sys.modules.items() if v is not None)), flush=True)
     return 0

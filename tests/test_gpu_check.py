@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 # what the first GPU machine does not have (Python, torch, numpy, Pillow and scikit-image only)
 ABSENT = ("ray", "mlflow", "prefect", "dvc", "lpips", "yaml", "torchvision", "tqdm")
@@ -22,7 +20,6 @@ for name in {ABSENT!r}:
 """
 
 
-@pytest.mark.slow
 def test_the_cpu_smoke_path_runs_without_the_pipeline_stack(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
