@@ -49,9 +49,14 @@ class Upscaler:
     The model is a facesr generator: it returns a `facesr.models.SROutput` and declares
     `predicts_parsing`."""
 
-    def __init__(self, model, *, device: str, name: str, meta: dict | None = None, source: str = ""):
+    def __init__(self, model, *, device: str, name: str, meta: dict | None = None, source: str = "",
+                 precision: str = "auto", channels_last: str | bool = "auto"):
+        from facesr.device import resolve_precision
+
         self.device = device
-        self.model = model.to(device).eval()
+        # auto: bf16 autocast + channels_last where the device does bf16 fast, fp32 elsewhere
+        self.precision = resolve_precision(device, precision, channels_last, setting="Upscaler")
+        self.model = self.precision.prepare(model.to(device).eval())
         self.name = name
         self.meta = meta or {}
         self.source = source
@@ -60,7 +65,8 @@ class Upscaler:
         self.hr_size = LR_SIZE * self.scale
 
     def __repr__(self) -> str:
-        return f"Upscaler(model={self.name!r}, source={self.source!r}, device={self.device!r})"
+        return (f"Upscaler(model={self.name!r}, source={self.source!r}, device={self.device!r}, "
+                f"precision={self.precision.name!r})")
 
     @property
     def predicts_parsing(self) -> bool:
@@ -73,9 +79,11 @@ class Upscaler:
 
         if lr.ndim != 4 or lr.shape[1] != 3 or tuple(lr.shape[-2:]) != (LR_SIZE, LR_SIZE):
             raise InferenceError(f"predict expects an LR batch (B,3,{LR_SIZE},{LR_SIZE}), got {tuple(lr.shape)}")
-        with torch.inference_mode():
-            out = self.model(lr.to(self.device, torch.float32))
-        return Prediction(sr=out.sr.clamp(0.0, 1.0), parsing=out.parsing)
+        with torch.inference_mode(), self.precision.autocast():
+            out = self.model(self.precision.inputs(lr.to(self.device, torch.float32)))
+        # outputs are fp32 whatever ran inside (bf16 autocast gives bf16 activations)
+        parsing = None if out.parsing is None else out.parsing.float()
+        return Prediction(sr=out.sr.float().clamp(0.0, 1.0), parsing=parsing)
 
     def lr_tensor(self, images: Sequence[Image.Image]):
         import torch

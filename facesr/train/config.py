@@ -59,8 +59,8 @@ class Loop:
     sample_faces: int
     val_lpips: bool
     device: Literal["auto", "cpu", "cuda"]
-    precision: Literal["fp32", "bf16"]  # bf16 autocast on CUDA; fp32 elsewhere
-    channels_last: bool  # CUDA only
+    precision: Literal["fp32", "bf16", "auto"]  # facesr.device.resolve_precision: auto = bf16 where fast
+    channels_last: Literal["auto", True, False]
     compile: bool  # torch.compile of the generator's forward
     num_workers: int
 

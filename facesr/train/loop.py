@@ -10,7 +10,8 @@ checkpoint. Ray and MLflow stay outside: they listen through `on_event`.
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
+import logging
 import math
 import os
 import signal
@@ -26,10 +27,10 @@ from torch import nn
 from facesr.data import FaceSRDataset
 from facesr.data.packed import read_manifest
 from facesr.data.util import progress
-from facesr.device import resolve_device
+from facesr.device import Precision, resolve_device, resolve_precision
 from facesr.losses import ContentLoss, PerceptualLoss, discriminator_loss, generator_adversarial_loss
 from facesr.metrics import psnr
-from facesr.models import build_model, load_generator, save_generator
+from facesr.models import SROutput, build_model, load_generator, save_generator
 from facesr.train.checkpoint import RunIdentity, resume_from, rng_state, save_checkpoint, set_rng_state
 from facesr.train.config import ContentLoop, GanLoop, RMSProp, Schedule, Trial
 from facesr.train.data import StepBatchSampler, flip_batch, flip_permutation
@@ -39,6 +40,7 @@ from facesr.train.validate import Validator, last_val, write_curves
 # with a PNG path, "checkpoint" with the checkpoint path, "resumed" with the history so far. Ray reporting and MLflow logging hook here.
 EventHook = Callable[[str, int, Any], None]
 FAULT_STEP_ENV, FAULT_MODE_ENV = "FACESR_FAULT_STEP", "FACESR_FAULT_MODE"
+log = logging.getLogger(__name__)
 
 
 class TrainConfigError(ValueError):
@@ -58,6 +60,7 @@ class LoopResult:
     curves: Path
     lpips_skipped: str | None
     train_s: float
+    precision: dict[str, str | bool] = dataclasses.field(default_factory=dict)  # Precision.as_dict()
 
 
 # ----------------------------------------------------------------------------------------- setup
@@ -91,10 +94,16 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: Schedule, steps: 
     return sched.LambdaLR(optimizer, lambda _step: 1.0)
 
 
-def autocast_for(device: torch.device, precision: str):
-    if device.type == "cuda" and precision == "bf16":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def loop_precision(cfg: ContentLoop | GanLoop, device: torch.device) -> Precision:
+    """The loop's `precision` / `channels_last` on `device` (facesr.device.resolve_precision)."""
+    return resolve_precision(device, cfg.precision, cfg.channels_last, setting="loop")
+
+
+def fp32(out: SROutput) -> SROutput:
+    """A generator's output in fp32, for the losses: autocast leaves bf16 activations; an fp32
+    output is returned as is (Tensor.float() of an fp32 tensor is the tensor itself)."""
+    return dataclasses.replace(out, **{f.name: getattr(out, f.name).float() for f in dataclasses.fields(out)
+                                       if getattr(out, f.name) is not None})
 
 
 def _check_finite(step: int, **losses: torch.Tensor) -> None:
@@ -117,8 +126,8 @@ class ContentTask:
 
     def step(self, step: int, batch: dict[str, torch.Tensor], forward: nn.Module, autocast):
         with autocast:
-            out = forward(batch["lr"])
-            loss, parts = self.loss(out, batch["hr"], batch["parsing"])
+            out = fp32(forward(batch["lr"]))
+        loss, parts = self.loss(out, batch["hr"], batch["parsing"])  # in fp32, outside autocast
         _check_finite(step, loss=loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -150,19 +159,23 @@ class GanTask:
 
     def step(self, step: int, batch: dict[str, torch.Tensor], forward: nn.Module, autocast):
         alpha, beta, gamma = self.weights
-        # D step on a detached fake, then the G step against the updated D
+        # D step on a detached fake, then the G step against the updated D; the networks run under
+        # autocast, every loss on fp32 values outside it (the VGG trunk's feature MSE is one autocast
+        # computes in fp32 itself)
         with autocast:
-            out = forward(batch["lr"])
+            out = fp32(forward(batch["lr"]))
             sr = out.sr
-            d_loss = discriminator_loss(self.disc(batch["hr"]), self.disc(sr.detach()))
+            real_logits, fake_logits = self.disc(batch["hr"]).float(), self.disc(sr.detach()).float()
+        d_loss = discriminator_loss(real_logits, fake_logits)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
+        l_content, parts = self.loss(out, batch["hr"], batch["parsing"])
         with autocast:
-            l_content, parts = self.loss(out, batch["hr"], batch["parsing"])
-            l_vgg = self.perceptual(sr, batch["hr"])
-            l_adv = generator_adversarial_loss(self.disc(sr))
-            g_loss = alpha * l_content + beta * l_vgg + gamma * l_adv
+            l_vgg = self.perceptual(sr, batch["hr"]).float()
+            adv_logits = self.disc(sr).float()
+        l_adv = generator_adversarial_loss(adv_logits)
+        g_loss = alpha * l_content + beta * l_vgg + gamma * l_adv
         _check_finite(step, g_loss=g_loss, d_loss=d_loss)
         self.optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
@@ -183,15 +196,15 @@ def train(trial: Trial, *, data_root: str | Path, workdir: str | Path, identity:
     workdir.mkdir(parents=True, exist_ok=True)
     emit = on_event or (lambda kind, step, payload: None)
     device = torch.device(resolve_device(cfg.device, setting="loop.device"))
-    channels_last = cfg.channels_last and device.type == "cuda"
-    autocast = autocast_for(device, cfg.precision)
+    precision = loop_precision(cfg, device)
+    log.info("%s: %s", trial.variant, precision.reason)
+    channels_last, autocast = precision.channels_last, precision.autocast()
 
     seed_everything(cfg.seed, device)
     task = (GanTask if isinstance(cfg, GanLoop) else ContentTask)(trial, cfg, device, Path(init) if init else None)
-    if channels_last:
-        for module in task.modules.values():
-            if isinstance(module, nn.Module):
-                module.to(memory_format=torch.channels_last)
+    for module in task.modules.values():
+        if isinstance(module, nn.Module):  # weights stay fp32; only their layout changes
+            precision.prepare(module)
     forward = torch.compile(task.generator) if cfg.compile else task.generator
 
     step, history = 0, []
@@ -257,7 +270,8 @@ def train(trial: Trial, *, data_root: str | Path, workdir: str | Path, identity:
                                metrics=final, extra={"step": step, "identity": identity.as_dict(),
                                                      **({"init": str(init)} if init else {})})
     return LoopResult(step=step, resumed_from=start, metrics=final, generator=generator,
-                      curves=workdir / "curves.csv", lpips_skipped=validator.lpips_error, train_s=_train_s(history))
+                      curves=workdir / "curves.csv", lpips_skipped=validator.lpips_error, train_s=_train_s(history),
+                      precision=precision.as_dict())
 
 
 # --------------------------------------------------------------------------------------- helpers

@@ -23,7 +23,7 @@ LOOP = {
     "loss_weights": {"w_coarse": 1.0, "w_parsing": 1.0, "w_fine": 1.0},
     "hflip": True, "log_every": 1, "val_every": 3, "ckpt_every": 2,
     "val_faces": 2, "sample_faces": 2, "val_lpips": False,
-    "device": "cpu", "precision": "bf16", "channels_last": True, "compile": False, "num_workers": 0,
+    "device": "cpu", "precision": "auto", "channels_last": "auto", "compile": False, "num_workers": 0,
 }
 
 

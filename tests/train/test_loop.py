@@ -124,3 +124,66 @@ def test_a_gan_init_that_is_not_method1_is_refused(prepared_small, tmp_path):
     gan = gan_params(steps=1)
     with pytest.raises(TrainConfigError, match="starts from a method1 generator"):
         train(gan, data_root=prepared_small, init=sr.generator, workdir=tmp_path / "g", identity=identity(gan))
+
+
+# ------------------------------------------------------------------------------------- precision
+
+def test_explicit_bf16_on_cpu_runs_the_step_in_bf16_and_keeps_weights_and_state_fp32(prepared_small):
+    import warnings
+
+    from facesr.data import FaceSRDataset
+    from facesr.train.loop import ContentTask, loop_precision
+
+    trial = loop_params(precision="bf16", channels_last=True)
+    device = torch.device("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the slow-bf16 warning of a CPU without AVX512_BF16
+        precision = loop_precision(trial.loop, device)
+    task = ContentTask(trial, trial.loop, device, None)
+    precision.prepare(task.generator)
+    seen = []
+    conv = next(m for m in task.generator.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    data = FaceSRDataset(prepared_small, "train", hflip=False)
+    batch = {k: torch.stack([torch.as_tensor(data[i][k]) for i in range(2)]) for k in ("lr", "hr", "parsing")}
+    batch = {k: precision.inputs(v) for k, v in batch.items()}
+    losses, sr = task.step(1, batch, task.generator, precision.autocast())
+    assert seen == [torch.bfloat16] and sr.dtype == torch.float32
+    assert {"loss", "loss_coarse", "loss_parsing", "loss_fine"} <= set(losses)
+    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in task.generator.parameters())
+    state = task.optimizer.state_dict()["state"]
+    assert state and all(s["square_avg"].dtype == torch.float32 for s in state.values())
+
+
+@pytest.mark.slow
+def test_a_bf16_run_resumes_bitwise_equal_to_an_uninterrupted_one(prepared_small, tmp_path, monkeypatch):
+    from facesr.train.loop import InjectedFault
+
+    monkeypatch.setenv("FACESR_NO_PROGRESS", "1")
+    trial = loop_params(steps=4, ckpt_every=2, val_every=4, precision="bf16", channels_last=True)
+    with pytest.warns(UserWarning, match="bf16 asked for") if not _fast_bf16() else _nothing():
+        ref = train(trial, data_root=prepared_small, workdir=tmp_path / "ref", identity=identity(trial))
+    assert ref.precision["precision"] == "bf16" and ref.precision["channels_last"] is True
+    monkeypatch.setenv("FACESR_FAULT_STEP", "3")
+    with pytest.raises(InjectedFault):
+        train(trial, data_root=prepared_small, workdir=tmp_path / "run", identity=identity(trial))
+    again = train(trial, data_root=prepared_small, workdir=tmp_path / "run", identity=identity(trial))
+    assert (again.resumed_from, again.step) == (2, 4)
+    assert _same_weights(tmp_path / "ref" / "generator.pt", tmp_path / "run" / "generator.pt")
+    ca, cb = load_checkpoint(tmp_path / "ref" / "last.pt"), load_checkpoint(tmp_path / "run" / "last.pt")
+    assert all(v.dtype == torch.float32 for v in ca["model"].values() if v.is_floating_point())
+    assert all(torch.equal(ca["optimizer"]["state"][i]["square_avg"], cb["optimizer"]["state"][i]["square_avg"])
+               and ca["optimizer"]["state"][i]["square_avg"].dtype == torch.float32 for i in ca["optimizer"]["state"])
+    assert [r["loss"] for r in ca["history"] if "loss" in r] == [r["loss"] for r in cb["history"] if "loss" in r]
+
+
+def _fast_bf16() -> bool:
+    from facesr.device import fast_bf16
+
+    return fast_bf16("cpu")
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
