@@ -54,7 +54,8 @@ def run_stage(config: StageConfig, *, data: str | Path, models: str | Path, metr
         sweep_stale(target)  # what a killed run of this stage left beside its outputs
     shared = shared_identity(data, init)
     identities = [RunIdentity(params=t.params_hash, **shared) for t in config.trials]
-    tags = run_tags(config.stage, config.section, vars(config.mlflow))
+    # run_tags reads the profile tag from its third argument
+    tags = run_tags(config.stage, config.section, {**vars(config.mlflow), "profile": config.profile or "unset"})
     set_experiment(uri, config.mlflow.experiment)
     os.environ.pop("MLFLOW_RUN_ID", None)
 

@@ -44,8 +44,12 @@ def test_dvc_yaml_commands_are_the_flows():
     assert list(stages) == STAGES
     for name, stage in stages.items():
         assert stage["cmd"].startswith(f"python -m flows.stage stages.{name} --params params.yaml"), name
-        # its own section, and the same section of the selected profile (facesr.config)
-        assert stage["params"] == ["profile", name, {"profiles/${profile}.yaml": [name]}]
+        # `profile` (which picks the profile file), the shared top-level keys its run declares
+        # (stages._cli.shared_keys), its own section and the same section of the profile: nothing else
+        shared = _cli.shared_keys(importlib.import_module(f"stages.{name}").run)
+        assert stage["params"] == ["profile", *(k for k in shared if k != "profile"), name,
+                                   {"profiles/${profile}.yaml": [name]}], name
+        assert shared == (("profile", "mlflow") if name in ("train", "train_gan", "evaluate") else ()), name
         # Each stage's flags parse with its own parser (paths live only in dvc.yaml).
         argv = stage["cmd"].split()[4:]
         _cli.build_parser(importlib.import_module(f"stages.{name}").run).parse_args(argv)
