@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -138,6 +139,10 @@ class StageConfig:
     mlflow: Mlflow
     profile: str | None  # params.yaml's `profile:`, MLflow's `profile` tag
     trials: tuple[Trial, ...]
+    # per trial (same order): its search point and its name within the variant, from the keys
+    # that vary (trial_label): the file <models>/trials/<variant>/<name>.pt
+    points: tuple[dict[str, Any], ...]
+    labels: tuple[str, ...]
     section: dict[str, Any]  # as read, for MLflow's params
 
 
@@ -152,6 +157,20 @@ def expand_grid(search: Any, where: str) -> list[dict[str, Any]]:
             raise ParamsError(f"{where}.{key}: expected a non-empty list of values")
     keys = sorted(search)
     return [dict(zip(keys, values)) for values in itertools.product(*(search[k] for k in keys))]
+
+
+def _label_value(value: Any) -> str:
+    text = repr(value) if isinstance(value, float) else value if isinstance(value, str) else (
+        json.dumps(value, sort_keys=True, separators=(",", ":")))
+    return re.sub(r"[^A-Za-z0-9.+_-]", "_", str(text))
+
+
+def trial_label(point: Mapping[str, Any], points: list[dict[str, Any]], seed: int) -> str:
+    """A trial's name within its variant: the values of the search keys that vary across `points`,
+    seed first, then by key (`seed0`, `seed0-lr0.00025`); `seed<N>` when none varies."""
+    varying = sorted((k for k in point if len({json.dumps(p[k], sort_keys=True) for p in points}) > 1),
+                     key=lambda k: (k != "seed", k))
+    return "-".join(f"{k}{_label_value(point[k])}" for k in varying) or f"seed{seed}"
 
 
 SECTION_KEYS = ("variants", "search", "select", "loop", "resources", "max_failures", "smoke_test")
@@ -190,7 +209,7 @@ def parse_stage(section: Mapping[str, Any], *, stage: str, gan: bool, smoke_test
         if label != "search" and label != "smoke_test" and (both := sorted(set(keys) & set(points[0]))):
             raise ParamsError(f"{where}: {', '.join(both)} set in both search and {label} (the search value "
                               f"would win); keep {'it' if len(both) == 1 else 'each'} in one place")
-    trials = []
+    trials, trial_points, labels = [], [], []
     for name, spec in variants.items():
         if gan and spec.model is not None:
             raise ParamsError(f"{where}.variants.{name}: the GAN's generator comes from --init; drop 'model'")
@@ -199,11 +218,16 @@ def parse_stage(section: Mapping[str, Any], *, stage: str, gan: bool, smoke_test
         for point in points:
             loop = parse(loop_type, {**base, **spec.loop, **point, **smoke}, f"{where}.loop (variant {name})")
             trials.append(Trial(name, spec.model, spec.model_args, loop))
+            trial_points.append(dict(point))
+            labels.append(trial_label(point, points, loop.seed))
+        if len(set(labels[-len(points):])) < len(points):
+            raise ParamsError(f"{where}.search: two search points give the same trial name "
+                              f"({', '.join(labels[-len(points):])}); use values that differ as text")
     return StageConfig(stage=stage, variants=variants, select=parse(Select, section["select"], f"{where}.select"),
                        resources=parse(Resources, section["resources"], f"{where}.resources"),
                        max_failures=parse(int, section["max_failures"], f"{where}.max_failures"),
                        mlflow=parse(Mlflow, mlflow, f"{params_file}: mlflow"), profile=profile,
-                       trials=tuple(trials), section=dict(section))
+                       trials=tuple(trials), points=tuple(trial_points), labels=tuple(labels), section=dict(section))
 
 
 def trial_from_dict(data: Mapping[str, Any]) -> Trial:

@@ -43,9 +43,25 @@ def test_train_stage_2_variants_x_2_seeds_with_a_retry_each(prepared_small, tmp_
     summary = train.run(tiny_section(), data=prepared_small, models=out / "models", metrics=out / "train.json",
                         curves=out / "curves", workdir=tmp_path / "runs", smoke_test=True, **SHARED)
 
-    assert sorted(p.name for p in (out / "models").iterdir()) == ["method1.pt", "srresnet.pt"]
+    assert sorted(p.name for p in (out / "models").iterdir()) == ["method1.pt", "srresnet.pt", "trials"]
     assert sorted(p.name for p in (out / "curves").iterdir()) == ["method1.csv", "srresnet.csv"]
     written = json.loads((out / "train.json").read_text())
+    # every seed's generator beside the best one (issue 18), listed per variant with the exported one
+    from facesr.models import load_generator
+
+    for variant in ("method1", "srresnet"):
+        entry = written["variants"][variant]
+        trials = entry["trials"]
+        assert [(t["name"], t["seed"], t["point"]) for t in trials] == [
+            ("seed0", 0, {"lr": 2.5e-4, "seed": 0}), ("seed1", 1, {"lr": 2.5e-4, "seed": 1})]
+        assert sorted(p.name for p in (out / "models" / "trials" / variant).iterdir()) == ["seed0.pt", "seed1.pt"]
+        (best,) = [t for t in trials if t["exported"]]
+        assert entry["exported_trial"] == best["name"] and best["run"] == entry["trial"]
+        assert best["val_psnr"] == max(t["val_psnr"] for t in trials) == entry["metrics"]["val_psnr"]
+        assert (out / "models" / best["file"]).read_bytes() == (out / "models" / f"{variant}.pt").read_bytes()
+        for t in trials:
+            _, meta = load_generator(out / "models" / t["file"])  # weights only, like the export
+            assert meta["model"] == variant
     assert written["variants"]["method1"]["step"] == 4 and len(written["trials"]) == 4
     # training seconds survive the retry (carried in the checkpoint's history): the equal-wall-clock axis
     assert all(t["train_s"] > 0 for t in written["trials"])

@@ -106,3 +106,18 @@ def test_the_mlflow_section_is_shared_and_checked():
     with pytest.raises(ParamsError, match=r"^params\.yaml: mlflow: unknown key\(s\) profile"):
         parse_stage(section(), stage="train", gan=False, smoke_test=False, source="params.yaml + profiles/demo.yaml",
                     mlflow={**SHARED["mlflow"], "profile": "demo"}, profile="demo")
+
+
+def test_trial_names_come_from_the_search_keys_that_vary():
+    config = parse_stage(section(), stage="train", gan=False, smoke_test=False, **SHARED)
+    assert config.labels == ("seed0", "seed1") * 3 and config.points[1] == {"lr": 2.5e-4, "seed": 1}
+    sec = section()
+    sec["search"]["lr"] = [2.5e-4, 1.0e-5]
+    config = parse_stage(sec, stage="train", gan=False, smoke_test=False, **SHARED)
+    assert config.labels[:4] == ("seed0-lr0.00025", "seed1-lr0.00025", "seed0-lr1e-05", "seed1-lr1e-05")
+    demo = parse_stage(load_section(REPO / "params.yaml", "train", profile="demo"), stage="train", gan=False,
+                       smoke_test=False, **SHARED)
+    assert demo.labels == ("seed0", "seed0")  # one point: nothing varies, the seed names it
+    sec["search"] = {"seed": [0, 0], "lr": [2.5e-4]}
+    with pytest.raises(ParamsError, match=r"train\.search: two search points give the same trial name \(seed0, seed0\)"):
+        parse_stage(sec, stage="train", gan=False, smoke_test=False, source="params.yaml", **SHARED)
