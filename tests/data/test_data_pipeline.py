@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from prep_settings import demo_downscale
+from prep_settings import REPO, demo_downscale
 
+from facesr.config import load_section
 from facesr.data import DataError, FaceSRDataset, load_split, read_manifest
 from facesr.data.dataset import mirror_permutation
 from facesr.data.downscale import area_downsample, area_from_bits, downscale, resize_rgb, split_ids
@@ -192,3 +193,11 @@ def test_missing_split_or_folder_is_a_clear_error(prepared_synthetic, tmp_path):
         FaceSRDataset(prepared_synthetic, "nope")
     with pytest.raises(DataError, match="manifest.json: not found"):
         load_split(tmp_path, "train")
+
+
+def test_the_seeds_profile_holds_out_100_of_the_750_mini_faces_and_the_others_keep_theirs():
+    for profile, sizes in (("mini-cpu-seeds", [600, 50, 100]), ("mini-cpu", [700, 25, 25]), ("demo", [224, 8, 8])):
+        p = demo_downscale() if profile == "demo" else load_section(REPO / "params.yaml", "downscale", profile=profile)
+        n = 240 if profile == "demo" else 750
+        s = split_ids(list(range(n)), p["split"], counts=p["split_counts"])
+        assert [len(s[k]) for k in ("train", "val", "test")] == sizes, profile
