@@ -6,9 +6,8 @@ variant to ``<models>/<variant>.pt`` and its curves to ``<curves>/<variant>.csv`
 trial's generator to ``<models>/trials/<variant>/<name>.pt`` (the same format; `name` from its
 search point, e.g. ``seed1``, so evaluate can score each seed), writes the metrics JSON (with every
 identity, and per variant its trials and which one is the export), and logs and registers each
-exported generator. Outputs are
-written beside the targets and renamed at the end; when some trials fail for good, the variants
-that finished are still exported before the stage raises.
+exported generator. Outputs are written beside the targets and renamed at the end; when some
+trials fail for good, the variants that finished are still exported before the stage raises.
 """
 
 from __future__ import annotations
@@ -97,12 +96,10 @@ def run_stage(config: StageConfig, *, data: str | Path, models: str | Path, metr
                 shutil.copy2(r.files / "generator.pt", tmp_models / f"{variant}.pt")
                 shutil.copy2(r.files / "curves.csv", tmp_curves / f"{variant}.csv")
             # every finished trial, so each seed can be scored (always: a small model is KBs to MBs)
-            by_run = {r.name: r for r in results if r.error is None}
-            for trial, identity, label in zip(config.trials, identities, config.labels):
-                if (r := by_run.get(trial_name(trial, identity))) is not None:
-                    dst = tmp_models / TRIALS_DIR / trial.variant / f"{label}.pt"
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(r.files / "generator.pt", dst)
+            by_run = {r.name: r for r in results}
+            for entry in (t for trials in per_variant.values() for t in trials if t["file"]):
+                (tmp_models / entry["file"]).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(by_run[entry["run"]].files / "generator.pt", tmp_models / entry["file"])
             replace_dir(tmp_models, models)
             replace_dir(tmp_curves, curves)
 
