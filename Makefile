@@ -3,7 +3,7 @@ PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup weights lint clean-outputs chromium postgres mini mini-cpu thesis
+.PHONY: demo test setup weights lint clean-outputs chromium postgres mini mini-cpu mini-cpu-seeds thesis
 
 $(BIN)/facesr: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,10 @@ demo: weights
 # DVC experiment: dvc exp run -S profile=<name>. `dvc exp show` compares them.
 mini-cpu: weights
 	$(RUN_PIPELINE) --profile mini-cpu
+
+# mini-cpu's recipe once per seed (0, 1, 2) at 800 steps, 100 test faces (profiles/mini-cpu-seeds.yaml)
+mini-cpu-seeds: weights
+	$(RUN_PIPELINE) --profile mini-cpu-seeds
 
 mini: weights
 	$(RUN_PIPELINE) --profile mini

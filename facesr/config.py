@@ -1,5 +1,9 @@
 """Reading `params.yaml`: each stage reads only its own section, with its profile's overrides.
 
+Besides its section, a stage may read the top-level keys of SHARED_KEYS (`profile`, `mlflow`) when
+it declares them (a keyword-only parameter of its `run` of that name, stages._cli); those come from
+params.yaml alone, never from a profile, and dvc.yaml lists them among that stage's params.
+
 A profile is an override set in ``profiles/<name>.yaml`` (beside params.yaml), chosen by the
 top-level ``profile:`` key of params.yaml; it holds every stage section, ``{}`` where it changes
 nothing. ``dvc exp run -S profile=mini-cpu`` therefore switches the whole pipeline in one command,
@@ -19,6 +23,9 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 import yaml
 
 PROFILE_KEY = "profile"
+# top-level keys shared by several stages: the profile's name (also MLflow's `profile` tag) and the
+# MLflow tracking settings (tracking_uri, experiment) that train, train_gan and evaluate log to
+SHARED_KEYS = (PROFILE_KEY, "mlflow")
 PROFILES_DIR = "profiles"
 # Mappings whose entries are whole, self-validated specs: a profile may add new ones (an ablation
 # variant), where anywhere else a key params.yaml lacks is a misspelling.
@@ -94,6 +101,25 @@ def load_section(path: str | Path, section: str, profile: str | None = None) -> 
     except ParamsError as exc:
         raise ParamsError(f"{overlay_file}: {exc}") from None
     return params
+
+
+def load_shared(path: str | Path, key: str) -> Any:
+    """The top-level `key` of SHARED_KEYS from the params file itself: `profile` (None when unset)
+    or a shared section such as `mlflow:`, which a profile may not set (it would be ignored)."""
+    if key not in SHARED_KEYS:
+        raise ParamsError(f"{path}: {key!r} is not a shared key ({', '.join(SHARED_KEYS)}); stages read their own section")
+    data = load_params(path)
+    if key == PROFILE_KEY:
+        return data.get(PROFILE_KEY)
+    if not isinstance(data.get(key), dict):
+        raise ParamsError(f"{path}: no '{key}:' section at the top level (train, train_gan and evaluate read it)")
+    name = data.get(PROFILE_KEY)
+    if isinstance(name, str) and name:
+        overlay_file = profile_path(path, name)
+        if overlay_file.is_file() and key in load_params(overlay_file):
+            raise ParamsError(f"{overlay_file}: '{key}:' is set in params.yaml only (profiles override stage "
+                              f"sections; the profile tag is the profile's name)")
+    return data[key]
 
 
 def section_source(path: str | Path) -> str:

@@ -2,7 +2,8 @@
 
 The flags are those of `python -m stages.<name>` (stages._cli builds both from `run`), and so are the
 exit codes and the JSON summary on stdout. The flow `<name>` runs two tasks: `load-params` (its
-section of the params file) and `run-<name>` (the stage's own `run`). DVC decides what is stale, so
+section of the params file, plus the shared top-level keys its `run` declares: stages._cli) and
+`run-<name>` (the stage's own `run`). DVC decides what is stale, so
 no task caches; only I/O retries: a stage that fetches over the network sets `RETRIES`.
 """
 
@@ -24,14 +25,14 @@ load_params = task(_cli.load, name="load-params", cache_policy=NO_CACHE)
 
 def stage_flow(stage: ModuleType) -> Flow[..., dict[str, Any]]:
     """The flow of a stage module: `paths` are run's path arguments, by name."""
-    name = _cli.stage_name(stage.run)
+    name, shared = _cli.stage_name(stage.run), _cli.shared_keys(stage.run)
     run_stage = task(stage.run, name=f"run-{name}", cache_policy=NO_CACHE,
                      retries=getattr(stage, "RETRIES", 0), retry_delay_seconds=30)
 
     @flow(name=name, description=(stage.__doc__ or name).splitlines()[0], log_prints=True)
     def stage_run(params_path: str = "params.yaml", paths: dict[str, str | None] | None = None,
                   smoke_test: bool = False) -> dict[str, Any]:
-        summary = run_stage(**load_params(params_path, name), **(paths or {}), smoke_test=smoke_test)
+        summary = run_stage(**load_params(params_path, name, shared), **(paths or {}), smoke_test=smoke_test)
         get_run_logger().info("%s: %s", name, json.dumps(summary, default=str))
         return summary
 

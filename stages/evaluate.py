@@ -1,7 +1,8 @@
 """DVC stage `evaluate`: every model of Table 4.1 on the test split -> metrics, per-image CSV, images.
 
-Reads the `evaluate:` section (models, lpips_net, batch_size, max_images, save_parsing, device,
-mlflow; commented in params.yaml); scores go to MLflow too ($MLFLOW_TRACKING_URI wins).
+Reads the `evaluate:` section (models, lpips_net, batch_size, max_images, save_parsing, device;
+commented in params.yaml) and the shared `mlflow:` and `profile:`; scores go to MLflow too
+($MLFLOW_TRACKING_URI wins).
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from facesr.config import require
 from facesr.fileio import atomic_dir, atomic_write_text, sweep_stale
 from stages._cli import command
 
-KEYS = ("models", "lpips_net", "batch_size", "max_images", "save_parsing", "device", "mlflow")
+KEYS = ("models", "lpips_net", "batch_size", "max_images", "save_parsing", "device")
 SMOKE_IMAGES = 4
 
 
 def run(params: dict[str, Any], *, data: str | Path, models: str | Path, gan: str | Path, out: str | Path,
-        per_image: str | Path, images: str | Path, smoke_test: bool = False,
-        source: str = "params.yaml") -> dict[str, Any]:
+        per_image: str | Path, images: str | Path, mlflow: dict[str, Any], profile: str | None,
+        smoke_test: bool = False, source: str = "params.yaml") -> dict[str, Any]:
     """Score the models, write `out`, `per_image` and `images`, log to MLflow; return the means.
 
     Args:
@@ -30,12 +31,14 @@ def run(params: dict[str, Any], *, data: str | Path, models: str | Path, gan: st
         out: metrics JSON to write (keyed by model, plus the paired `comparisons`)
         per_image: per-image CSV to write
         images: folder for the LR/HR/SR PNGs the report shows
+        mlflow: params.yaml's top-level mlflow: section (tracking_uri, experiment)
+        profile: params.yaml's profile: (MLflow's profile tag)
         smoke_test: score the first 4 test faces only
     """
     from facesr import evaluate as ev
 
     require(params, *KEYS, where=f"{source}: evaluate")
-    require(params["mlflow"], "experiment", where=f"{source}: evaluate.mlflow")
+    require(mlflow, "experiment", where=f"{source.split(' + ')[0]}: mlflow")
     paths = ev.model_paths(models, gan, params["models"])
     for target in (images, out, per_image):
         sweep_stale(target)  # what a killed run of this stage left beside its outputs
@@ -51,7 +54,7 @@ def run(params: dict[str, Any], *, data: str | Path, models: str | Path, gan: st
         atomic_write_text(out, ev.summary_json(result.summary, ev.comparisons(result.rows, list(paths)),
                                                ev.seed_spread(trials, seeds.summary)))
     run_id = ev.log_to_mlflow(result.summary, params=dict(params) | {"smoke_test": smoke_test},
-                              mlflow_params=params["mlflow"], artifacts=[Path(out), Path(per_image)])
+                              mlflow_params={**mlflow, "profile": profile or "unset"}, artifacts=[Path(out), Path(per_image)])
     return {"models": list(result.summary), "n_images": len(result.ids), "mlflow_run_id": run_id,
             "psnr": {m: round(s["psnr"], 3) for m, s in result.summary.items()}}
 

@@ -13,7 +13,8 @@ from stages._cli import command
 
 
 def run(params: dict[str, Any], *, data: str | Path, init: str | Path, models: str | Path, metrics: str | Path,
-        curves: str | Path, workdir: str | Path, smoke_test: bool = False, source: str = "params.yaml") -> dict[str, Any]:
+        curves: str | Path, workdir: str | Path, mlflow: dict[str, Any], profile: str | None, smoke_test: bool = False,
+        source: str = "params.yaml") -> dict[str, Any]:
     """Train the GAN trials from `init` (an exported Method 1 file), export the best generator.
 
     Args:
@@ -23,12 +24,15 @@ def run(params: dict[str, Any], *, data: str | Path, init: str | Path, models: s
         metrics: metrics JSON to write
         curves: folder for the CSV curves
         workdir: trial checkpoints (not a DVC out: a rerun resumes unfinished trials)
+        mlflow: params.yaml's top-level mlflow: section (tracking_uri, experiment)
+        profile: params.yaml's profile: (MLflow's profile tag)
         smoke_test: a few steps per trial (the smoke_test overrides)
     """
     from facesr.train.config import parse_stage
     from facesr.train.driver import run_stage
 
-    config = parse_stage(params, stage="train_gan", gan=True, smoke_test=smoke_test, source=source)
+    config = parse_stage(params, stage="train_gan", gan=True, smoke_test=smoke_test, mlflow=mlflow,
+                         profile=profile, source=source)
     return run_stage(config, data=data, models=models, metrics=metrics, curves=curves, workdir=workdir,
                      smoke_test=smoke_test, init=init)
 

@@ -61,6 +61,7 @@ def lpips_reference_dir() -> Path:
 def prepared_synthetic(tmp_path_factory) -> Path:
     """A small prepared dataset (facesr-prepared/1): 24 synthetic faces through download, merge_masks
     and downscale with the params.yaml defaults (thesis split: 22 train / 1 val / 1 test)."""
+    from facesr.config import load_section
     from facesr.data.download import download
     from facesr.data.downscale import downscale
     from facesr.data.merge import merge_masks
@@ -69,5 +70,6 @@ def prepared_synthetic(tmp_path_factory) -> Path:
     parts = ["skin", "l_brow", "r_brow", "l_eye", "r_eye", "nose", "mouth", "u_lip", "l_lip", "l_ear", "r_ear"]
     download(base / "raw", source="synthetic", synthetic_count=24, seed=0, workers=2)
     merge_masks(base / "raw", base / "merged", parts=parts, workers=2)
-    downscale(base / "raw", base / "merged", base / "prepared", workers=2)
+    settings = load_section(REPO / "params.yaml", "downscale", profile="demo")
+    downscale(base / "raw", base / "merged", base / "prepared", **settings)
     return base / "prepared"

@@ -79,3 +79,25 @@ def test_params_yaml_selects_the_demo_profile_which_changes_nothing():
     data = load_params(REPO / "params.yaml")
     assert data["profile"] == "demo"
     assert load_section(REPO / "params.yaml", "train") == data["train"]
+
+
+def test_shared_keys_come_from_params_yaml_alone(tmp_path):
+    from facesr.config import load_shared
+
+    params = _write(tmp_path, "profile: big\nmlflow: {experiment: e}\ntrain: {steps: 10}\n", big="train: {}\n")
+    assert load_shared(params, "mlflow") == {"experiment": "e"} and load_shared(params, "profile") == "big"
+    (tmp_path / "profiles" / "big.yaml").write_text("train: {}\nmlflow: {experiment: other}\n")
+    with pytest.raises(ParamsError, match=r"big\.yaml: 'mlflow:' is set in params\.yaml only"):
+        load_shared(params, "mlflow")
+    with pytest.raises(ParamsError, match="'train' is not a shared key"):
+        load_shared(params, "train")
+    (tmp_path / "params.yaml").write_text("train: {steps: 10}\n")
+    assert load_shared(params, "profile") is None
+    with pytest.raises(ParamsError, match=r"params\.yaml: no 'mlflow:' section at the top level"):
+        load_shared(params, "mlflow")
+
+
+def test_no_profile_repeats_its_own_name_or_the_mlflow_section():
+    for path in (REPO / "profiles").glob("*.yaml"):
+        data = load_params(path)
+        assert "mlflow" not in data and not any("mlflow" in (s or {}) for s in data.values()), path.name

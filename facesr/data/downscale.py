@@ -10,9 +10,17 @@ kernel ablation of SPEC.md.
 Split (deterministic from the ids alone):
 - `thesis`: ids sorted ascending, the first N - 2k train, the next k val, the last k test, with
   k = round(N/30) (28000/1000/1000 for the release's 30000), at least 1 when N >= 3.
+- `counts`: `split_counts` {train, val, test}: ids sorted ascending, the first `train` train, the
+  last `test` test and the `val` before them val (600/50/100 of the 750 mini faces holds out 100
+  test faces); faces between train and val, if the counts leave some, are not used. The test set
+  stays the same when only `train` changes.
 - `official`: CelebA's own partition through `CelebA-HQ-to-CelebA-mapping.txt` (columns idx, orig_idx,
   orig_file): orig_idx < 162770 train, < 182637 val, else test (list_eval_partition.txt's boundaries;
   gives 24183/2993/2824 on the release). Needs the mapping file in the raw folder.
+
+A split that leaves train, val or test empty (too few faces, or faces skipped under on_error: skip)
+is an error naming the counts: a model selected on no val faces or scored on no test faces is not
+a result.
 """
 
 from __future__ import annotations
@@ -20,7 +28,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -34,7 +44,7 @@ from facesr.data.util import ordered_map, sha256_file
 from facesr.fileio import atomic_dir, sweep_stale
 
 KERNELS = ("bicubic_aa", "bicubic")
-SPLIT_METHODS = ("thesis", "official")
+SPLIT_METHODS = ("thesis", "official", "counts")
 CELEBA_TRAIN_END = 162770
 CELEBA_VAL_END = 182637
 SMOKE_IMAGES = 8
@@ -101,8 +111,38 @@ def area_from_bits(bits: np.ndarray, channels: int, size: int) -> np.ndarray:
     return ((counts * np.uint64(510) + np.uint64(n)) // np.uint64(2 * n)).astype(np.uint8)
 
 
-def split_ids(ids: list[int], method: str, mapping: Path | None = None) -> dict[str, list[int]]:
+def check_counts(counts: Any, n_faces: int) -> dict[str, int]:
+    """`split_counts` as {train, val, test} of ints >= 1 that fit in `n_faces`."""
+    if not isinstance(counts, Mapping) or set(counts) != set(SPLITS):
+        raise DataError(f"downscale.split_counts: expected a mapping {{train: N, val: N, test: N}} for split: counts, "
+                        f"got {counts!r}")
+    for name in SPLITS:
+        if not isinstance(counts[name], int) or isinstance(counts[name], bool) or counts[name] < 1:
+            raise DataError(f"downscale.split_counts.{name}: expected an integer >= 1, got {counts[name]!r}")
+    total = sum(counts[k] for k in SPLITS)
+    if total > n_faces:
+        raise DataError(f"downscale.split_counts: train {counts['train']} + val {counts['val']} + test "
+                        f"{counts['test']} = {total} faces, more than the {n_faces} there are")
+    return {k: int(counts[k]) for k in SPLITS}
+
+
+def check_not_empty(sizes: Mapping[str, int], where: str) -> None:
+    if empty := [k for k in SPLITS if not sizes.get(k)]:
+        raise DataError(f"{where}: the split leaves {' and '.join(empty)} empty ("
+                        + ", ".join(f"{k} {sizes.get(k, 0)}" for k in SPLITS)
+                        + "): use more faces, or downscale.split: counts with split_counts that fit")
+
+
+def split_ids(ids: list[int], method: str, mapping: Path | None = None,
+              counts: Mapping[str, int] | None = None) -> dict[str, list[int]]:
     ids = sorted(ids)
+    if method == "counts":
+        c = check_counts(counts, len(ids))
+        n = len(ids)
+        return {"train": ids[: c["train"]], "val": ids[n - c["test"] - c["val"]: n - c["test"]],
+                "test": ids[n - c["test"]:]}
+    if counts is not None:
+        raise DataError(f"downscale.split_counts: read only by split: counts (split is {method!r}); set it to null")
     if method == "thesis":
         n = len(ids)
         k = max(1, round(n / 30)) if n >= 3 else 0
@@ -157,10 +197,13 @@ def _prepare_one(job: tuple):
     return idx, (hr, lr, parsing), []
 
 
-def downscale(raw: str | Path, merged: str | Path, out: str | Path, *, kernel: str = "bicubic_aa",
-              hr_size: int = 128, scale: int = 8, split: str = "thesis", workers: int = 2,
-              on_error: str = "fail", limit: int | None = None) -> dict:
-    """Pack every merged face of `merged` (images from `raw`) into `out` (replaced atomically)."""
+def downscale(raw: str | Path, merged: str | Path, out: str | Path, *, kernel: str, hr_size: int, scale: int,
+              split: str, split_counts: Mapping[str, int] | None, workers: int, on_error: str,
+              limit: int | None = None) -> dict:
+    """Pack every merged face of `merged` (images from `raw`) into `out` (replaced atomically).
+
+    The settings are params.yaml's `downscale:` keys, all required (no default here to drift from it).
+    """
     check_policy(on_error, "downscale.on_error")
     sweep_stale(out)  # the temp/old folders of a killed run
     if kernel not in KERNELS:
@@ -173,7 +216,8 @@ def downscale(raw: str | Path, merged: str | Path, out: str | Path, *, kernel: s
     if mask_size % hr_size:
         raise DataError(f"downscale: mask size {mask_size} is not a multiple of hr_size {hr_size}")
     ids = m["ids"][:limit] if limit else m["ids"]
-    splits = split_ids(ids, split, root / MAPPING)
+    splits = split_ids(ids, split, root / MAPPING, split_counts)
+    check_not_empty({k: len(v) for k, v in splits.items()}, f"downscale: {len(ids)} faces, split {split!r}")
     lr_size = hr_size // scale
     shapes = {"ids": (), "hr": (hr_size, hr_size, 3), "lr": (lr_size, lr_size, 3),
               "parsing": (len(parts), hr_size, hr_size)}
@@ -215,9 +259,11 @@ def downscale(raw: str | Path, merged: str | Path, out: str | Path, *, kernel: s
         apply_policy(bad, on_error, tmp / "skipped.json", stage="downscale")
         if not sum(counts.values()):
             raise DataError(f"{merged}: no usable faces to downscale")
+        check_not_empty(counts, f"downscale: {len(bad)} face(s) skipped (on_error: skip)")
         manifest = {
             "format": FORMAT, "kernel": kernel, "hr_size": hr_size, "scale": scale, "parts": parts,
-            "split": split, "splits": counts, "skipped": len(bad),
+            "split": split, **({"split_counts": dict(split_counts)} if split == "counts" else {}),
+            "splits": counts, "skipped": len(bad),
             "sha256": {f"{s}/{k}.npy": sha256_file(tmp / s / f"{k}.npy") for s in SPLITS for k in shapes},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")

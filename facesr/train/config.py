@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -122,9 +123,10 @@ class Resources:
 
 @dataclass(frozen=True)
 class Mlflow:
+    """params.yaml's top-level `mlflow:` section, shared by train, train_gan and evaluate."""
+
     tracking_uri: str  # $MLFLOW_TRACKING_URI wins (facesr.tracking.tracking_uri)
     experiment: str
-    profile: str
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,12 @@ class StageConfig:
     resources: Resources
     max_failures: int
     mlflow: Mlflow
+    profile: str | None  # params.yaml's `profile:`, MLflow's `profile` tag
     trials: tuple[Trial, ...]
+    # per trial (same order): its search point and its name within the variant, from the keys
+    # that vary (trial_label): the file <models>/trials/<variant>/<name>.pt
+    points: tuple[dict[str, Any], ...]
+    labels: tuple[str, ...]
     section: dict[str, Any]  # as read, for MLflow's params
 
 
@@ -152,17 +159,35 @@ def expand_grid(search: Any, where: str) -> list[dict[str, Any]]:
     return [dict(zip(keys, values)) for values in itertools.product(*(search[k] for k in keys))]
 
 
-SECTION_KEYS = ("variants", "search", "select", "loop", "resources", "max_failures", "smoke_test", "mlflow")
+def _label_value(value: Any) -> str:
+    text = repr(value) if isinstance(value, float) else value if isinstance(value, str) else (
+        json.dumps(value, sort_keys=True, separators=(",", ":")))
+    return re.sub(r"[^A-Za-z0-9.+_-]", "_", str(text))
 
 
-def parse_stage(section: Mapping[str, Any], *, stage: str, gan: bool, smoke_test: bool,
-                source: str = "params.yaml") -> StageConfig:
-    """A `train`/`train_gan` section -> StageConfig with one Trial per (variant x search point).
+def trial_label(point: Mapping[str, Any], points: list[dict[str, Any]], seed: int) -> str:
+    """A trial's name within its variant: the values of the search keys that vary across `points`,
+    seed first, then by key (`seed0`, `seed0-lr0.00025`); `seed<N>` when none varies."""
+    varying = sorted((k for k in point if len({json.dumps(p[k], sort_keys=True) for p in points}) > 1),
+                     key=lambda k: (k != "seed", k))
+    return "-".join(f"{k}{_label_value(point[k])}" for k in varying) or f"seed{seed}"
+
+
+SECTION_KEYS = ("variants", "search", "select", "loop", "resources", "max_failures", "smoke_test")
+
+
+def parse_stage(section: Mapping[str, Any], *, stage: str, gan: bool, smoke_test: bool, mlflow: Mapping[str, Any],
+                profile: str | None, source: str = "params.yaml") -> StageConfig:
+    """A `train`/`train_gan` section (and the shared `mlflow:` and `profile:`) -> StageConfig with
+    one Trial per (variant x search point).
 
     A trial's loop is the section's `loop`, then the variant's own `loop` overrides (e.g. more
-    steps for an equal-wall-clock baseline), then the grid point, then the smoke-test sizes.
+    steps for an equal-wall-clock baseline), then the grid point, then the smoke-test sizes. A key
+    is searched or set, not both: one in `search` and in `loop` (or a variant's `loop`) is an error,
+    since the grid point would silently win.
     """
     where = f"{source}: {stage}"
+    params_file = source.split(" + ")[0]  # `mlflow:` comes from params.yaml alone (facesr.config.load_shared)
     if missing := [k for k in SECTION_KEYS if k not in section]:
         raise ParamsError(f"{where}: missing key(s) {', '.join(missing)}")
     if unknown := sorted(set(section) - set(SECTION_KEYS)):
@@ -171,26 +196,38 @@ def parse_stage(section: Mapping[str, Any], *, stage: str, gan: bool, smoke_test
         raise ParamsError(f"{where}.variants: expected a mapping of variant name -> settings")
     variants = {name: parse(Variant, spec, f"{where}.variants.{name}") for name, spec in section["variants"].items()}
     loop_type = GanLoop if gan else ContentLoop
-    base = dict(section["loop"])
+    base = dict(section["loop"]) if isinstance(section["loop"], Mapping) else {}
     smoke = dict(section["smoke_test"]) if smoke_test else {}
-    trials = []
+    points = expand_grid(section["search"], f"{where}.search")
+    settings = sorted(f.name for f in dataclasses.fields(loop_type))
+    overrides = {"loop": base, "search": points[0], "smoke_test": smoke,
+                 **{f"variants.{name}.loop": spec.loop for name, spec in variants.items()}}
+    for label, keys in overrides.items():
+        if unknown := sorted(set(keys) - set(settings)):
+            raise ParamsError(f"{where}.{label}: {', '.join(unknown)} not a training setting "
+                              f"(valid: {', '.join(settings)})")
+        if label != "search" and label != "smoke_test" and (both := sorted(set(keys) & set(points[0]))):
+            raise ParamsError(f"{where}: {', '.join(both)} set in both search and {label} (the search value "
+                              f"would win); keep {'it' if len(both) == 1 else 'each'} in one place")
+    trials, trial_points, labels = [], [], []
     for name, spec in variants.items():
         if gan and spec.model is not None:
             raise ParamsError(f"{where}.variants.{name}: the GAN's generator comes from --init; drop 'model'")
         if not gan and (spec.model is None or spec.model_args is None):
             raise ParamsError(f"{where}.variants.{name}: missing key(s) model, model_args")
-        for point in expand_grid(section["search"], f"{where}.search"):
-            for label, keys in ((f"variants.{name}.loop", spec.loop), ("search", point), ("smoke_test", smoke)):
-                if unknown := sorted(set(keys) - set(base)):
-                    raise ParamsError(f"{where}.{label}: {', '.join(unknown)} not a training setting "
-                                      f"(valid: {', '.join(sorted(base))})")
+        for point in points:
             loop = parse(loop_type, {**base, **spec.loop, **point, **smoke}, f"{where}.loop (variant {name})")
             trials.append(Trial(name, spec.model, spec.model_args, loop))
+            trial_points.append(dict(point))
+            labels.append(trial_label(point, points, loop.seed))
+        if len(set(labels[-len(points):])) < len(points):
+            raise ParamsError(f"{where}.search: two search points give the same trial name "
+                              f"({', '.join(labels[-len(points):])}); use values that differ as text")
     return StageConfig(stage=stage, variants=variants, select=parse(Select, section["select"], f"{where}.select"),
                        resources=parse(Resources, section["resources"], f"{where}.resources"),
                        max_failures=parse(int, section["max_failures"], f"{where}.max_failures"),
-                       mlflow=parse(Mlflow, section["mlflow"], f"{where}.mlflow"), trials=tuple(trials),
-                       section=dict(section))
+                       mlflow=parse(Mlflow, mlflow, f"{params_file}: mlflow"), profile=profile,
+                       trials=tuple(trials), points=tuple(trial_points), labels=tuple(labels), section=dict(section))
 
 
 def trial_from_dict(data: Mapping[str, Any]) -> Trial:

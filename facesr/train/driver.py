@@ -2,10 +2,12 @@
 
 ``run_stage`` computes each trial's run identity (params, data digest, init digest, code digest),
 opens the MLflow parent run, runs every trial under Ray Tune, exports the best trial of each
-variant to ``<models>/<variant>.pt`` and its curves to ``<curves>/<variant>.csv``, writes the
-metrics JSON (with every identity), and logs and registers each exported generator. Outputs are
-written beside the targets and renamed at the end; when some trials fail for good, the variants
-that finished are still exported before the stage raises.
+variant to ``<models>/<variant>.pt`` and its curves to ``<curves>/<variant>.csv``, every finished
+trial's generator to ``<models>/trials/<variant>/<name>.pt`` (the same format; `name` from its
+search point, e.g. ``seed1``, so evaluate can score each seed), writes the metrics JSON (with every
+identity, and per variant its trials and which one is the export), and logs and registers each
+exported generator. Outputs are written beside the targets and renamed at the end; when some
+trials fail for good, the variants that finished are still exported before the stage raises.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from facesr.services import check_mlflow
 from facesr.tracking import flat_params, run_tags, set_experiment, tracking_uri
 from facesr.train.checkpoint import RunIdentity
 from facesr.train.config import StageConfig
-from facesr.train.trials import TrainStageError, best_per_variant, run_trials
+from facesr.train.trials import TrainStageError, TrialResult, best_per_variant, run_trials, trial_name
 
 # the loop's import closure is the code a trained model depends on (facesr.provenance)
 LOOP_MODULE = "facesr.train.loop"
@@ -33,6 +35,26 @@ LOOP_MODULE = "facesr.train.loop"
 def shared_identity(data: Path, init: str | Path | None) -> dict[str, str]:
     """The parts of a run identity every trial of a stage shares: data, init and code digests."""
     return {"data": tree_digest(data), "init": sha256_file(init) if init else "", "code": code_digest([LOOP_MODULE])}
+
+
+TRIALS_DIR = "trials"
+
+
+def trial_entries(config: StageConfig, identities: list[RunIdentity], results: list[TrialResult],
+                  best: dict[str, TrialResult]) -> dict[str, list[dict[str, Any]]]:
+    """Per variant, its trials as metrics JSON lists them: name, seed, search point, file (under
+    <models>; None for a failed trial), val_psnr, and whether it is the exported <variant>.pt."""
+    by_run = {r.name: r for r in results}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for trial, identity, point, label in zip(config.trials, identities, config.points, config.labels):
+        r = by_run.get(trial_name(trial, identity))
+        done = r is not None and r.error is None
+        out.setdefault(trial.variant, []).append({
+            "name": label, "seed": trial.loop.seed, "point": point, "run": trial_name(trial, identity),
+            "file": f"{TRIALS_DIR}/{trial.variant}/{label}.pt" if done else None,
+            "val_psnr": r.metrics.get("val_psnr") if done and r.metrics else None,
+            "exported": done and best.get(trial.variant) is r})
+    return out
 
 
 def run_stage(config: StageConfig, *, data: str | Path, models: str | Path, metrics: str | Path,
@@ -54,7 +76,8 @@ def run_stage(config: StageConfig, *, data: str | Path, models: str | Path, metr
         sweep_stale(target)  # what a killed run of this stage left beside its outputs
     shared = shared_identity(data, init)
     identities = [RunIdentity(params=t.params_hash, **shared) for t in config.trials]
-    tags = run_tags(config.stage, config.section, vars(config.mlflow))
+    # run_tags reads the profile tag from its third argument
+    tags = run_tags(config.stage, config.section, {**vars(config.mlflow), "profile": config.profile or "unset"})
     set_experiment(uri, config.mlflow.experiment)
     os.environ.pop("MLFLOW_RUN_ID", None)
 
@@ -67,10 +90,16 @@ def run_stage(config: StageConfig, *, data: str | Path, models: str | Path, metr
             results = run_trials(config, identities, data=data, workdir=workdir, into=collect, init=init and Path(init),
                                  mlflow_uri=uri, parent_run_id=parent.info.run_id, tags=tags)
             best = best_per_variant(results, config.select.metric, config.select.mode)
+            per_variant = trial_entries(config, identities, results, best)
             tmp_models, tmp_curves = temp_dir_beside(models), temp_dir_beside(curves)
             for variant, r in best.items():
                 shutil.copy2(r.files / "generator.pt", tmp_models / f"{variant}.pt")
                 shutil.copy2(r.files / "curves.csv", tmp_curves / f"{variant}.csv")
+            # every finished trial, so each seed can be scored (always: a small model is KBs to MBs)
+            by_run = {r.name: r for r in results}
+            for entry in (t for trials in per_variant.values() for t in trials if t["file"]):
+                (tmp_models / entry["file"]).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(by_run[entry["run"]].files / "generator.pt", tmp_models / entry["file"])
             replace_dir(tmp_models, models)
             replace_dir(tmp_curves, curves)
 
@@ -86,7 +115,9 @@ def run_stage(config: StageConfig, *, data: str | Path, models: str | Path, metr
                 summary["variants"][variant] = {
                     "trial": r.name, "fingerprint": r.fingerprint, "metrics": r.metrics, "step": r.step,
                     "resumed_from": r.resumed_from, "train_s": r.train_s, "model": str(models / f"{variant}.pt"),
-                    "registered_model": f"models:/{name}/{version}", "lpips_skipped": r.lpips_skipped}
+                    "registered_model": f"models:/{name}/{version}", "lpips_skipped": r.lpips_skipped,
+                    "exported_trial": next(t["name"] for t in per_variant[variant] if t["exported"]),
+                    "trials": per_variant[variant]}
                 mlflow.log_metrics({f"{variant}.{k}": float(v) for k, v in r.metrics.items()})
             atomic_write_text(metrics, json.dumps(summary, indent=2, sort_keys=True) + "\n")
             mlflow.log_artifact(str(metrics))

@@ -11,6 +11,7 @@ import zlib
 import numpy as np
 import pytest
 from PIL import Image
+from prep_settings import demo_downscale
 
 from facesr.data import DataError
 from facesr.data.downscale import downscale
@@ -94,7 +95,7 @@ def test_bad_masks_skip_writes_a_report_and_keeps_the_good(raw, tmp_path):
 def test_bad_images_are_named_by_downscale(raw, tmp_path, kind, problem):
     root = raw / "CelebAMask-HQ"
     merge_masks(raw, tmp_path / "merged", parts=PARTS, workers=1)
-    p = image_path(root, 4)
+    p = image_path(root, 2)  # a train face: skipping it leaves 3/1/1 (test_a_skip_that_empties_val...)
     img = Image.open(p).convert("RGB")
     if kind == "truncated":
         data = p.read_bytes()
@@ -108,21 +109,30 @@ def test_bad_images_are_named_by_downscale(raw, tmp_path, kind, problem):
     else:
         p.write_bytes(b"\xff\xd8 not really a jpeg")
     with pytest.raises(DataError, match=f"{p}: .*{problem}"):
-        downscale(raw, tmp_path / "merged", tmp_path / "prep", workers=2)
+        downscale(raw, tmp_path / "merged", tmp_path / "prep", **demo_downscale(workers=2))
     assert not (tmp_path / "prep").exists()
-    s = downscale(raw, tmp_path / "merged", tmp_path / "prep", workers=2, on_error="skip")
+    s = downscale(raw, tmp_path / "merged", tmp_path / "prep", **demo_downscale(workers=2, on_error="skip"))
     assert sum(s["splits"].values()) == 5 and s["skipped"] == 1
     report = json.loads((tmp_path / "prep" / "skipped.json").read_text())["skipped"]
     assert report[0]["path"] == str(p) and problem in report[0]["reason"]
     ids = np.concatenate([np.load(tmp_path / "prep" / sp / "ids.npy") for sp in ("train", "val", "test")])
-    assert 4 not in ids.tolist() and len(ids) == 5
+    assert 2 not in ids.tolist() and len(ids) == 5
+
+
+def test_a_skip_that_empties_val_is_an_error_naming_the_counts(raw, tmp_path):
+    """6 faces split 4/1/1; skipping the one val face used to leave `val 0` silently."""
+    merge_masks(raw, tmp_path / "merged", parts=PARTS, workers=1)
+    image_path(raw / "CelebAMask-HQ", 4).write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(DataError, match=r"1 face\(s\) skipped .*: the split leaves val empty \(train 4, val 0, test 1\)"):
+        downscale(raw, tmp_path / "merged", tmp_path / "prep", **demo_downscale(workers=1, on_error="skip"))
+    assert not (tmp_path / "prep").exists()
 
 
 def test_merged_map_changed_after_merging_is_caught(raw, tmp_path):
     merge_masks(raw, tmp_path / "merged", parts=PARTS, workers=1)
     (tmp_path / "merged" / "1.png").write_bytes((tmp_path / "merged" / "2.png").read_bytes())
     with pytest.raises(DataError, match=r"1\.png: sha256 differs"):
-        downscale(raw, tmp_path / "merged", tmp_path / "prep", workers=1)
+        downscale(raw, tmp_path / "merged", tmp_path / "prep", **demo_downscale(workers=1))
 
 
 def test_unknown_policy_and_parts_are_rejected(raw, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
+from prep_settings import demo_downscale
 
 from facesr.data import load_split
 from facesr.data.download import download
@@ -28,7 +29,7 @@ def test_mini_set_gives_750_triples_with_exact_parsing(mini_dir, tmp_path):
             p = mask_path(root, idx, part)
             expected = np.asarray(Image.open(p)) > 127 if p.exists() else np.zeros((512, 512), bool)
             assert np.array_equal(planes[c].astype(bool), expected), (idx, part)
-    s = downscale(tmp_path / "raw", tmp_path / "merged", tmp_path / "prep", workers=2)
+    s = downscale(tmp_path / "raw", tmp_path / "merged", tmp_path / "prep", **demo_downscale(workers=2))
     assert s["splits"] == {"train": 700, "val": 25, "test": 25}
     ids = []
     for split in ("train", "val", "test"):

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from prep_settings import REPO, demo_downscale
 
+from facesr.config import load_section
 from facesr.data import DataError, FaceSRDataset, load_split, read_manifest
 from facesr.data.dataset import mirror_permutation
 from facesr.data.downscale import area_downsample, area_from_bits, downscale, resize_rgb, split_ids
@@ -44,7 +46,7 @@ def test_overlapping_masks_keep_both_channels(raw, tmp_path):
 
 def test_downscale_format_values_and_split(raw, tmp_path):
     merge_masks(raw, tmp_path / "merged", parts=PARTS, workers=2)
-    s = downscale(raw, tmp_path / "merged", tmp_path / "prep", workers=2)
+    s = downscale(raw, tmp_path / "merged", tmp_path / "prep", **demo_downscale(workers=2))
     assert s["splits"] == {"train": 4, "val": 1, "test": 1}
     man = read_manifest(tmp_path / "prep")
     assert man["parts"] == PARTS and man["kernel"] == "bicubic_aa"
@@ -96,7 +98,7 @@ def test_two_runs_are_byte_identical_whatever_the_worker_count(raw, tmp_path):
     outs = []
     for k, workers in enumerate((1, 2)):
         merge_masks(raw, tmp_path / f"m{k}", parts=PARTS, workers=workers)
-        downscale(raw, tmp_path / f"m{k}", tmp_path / f"p{k}", workers=workers)
+        downscale(raw, tmp_path / f"m{k}", tmp_path / f"p{k}", **demo_downscale(workers=workers))
         outs.append({p.relative_to(tmp_path / f"p{k}"): p.read_bytes()
                      for p in sorted((tmp_path / f"p{k}").rglob("*")) if p.is_file()})
         outs[-1].update({("m", p.name): p.read_bytes() for p in sorted((tmp_path / f"m{k}").iterdir())})
@@ -110,6 +112,45 @@ def test_thesis_split_proportions():
     s = split_ids(list(range(750))[::-1], "thesis")
     assert [len(s[k]) for k in ("train", "val", "test")] == [700, 25, 25]
     assert [len(v) for v in split_ids([5, 1, 9], "thesis").values()] == [1, 1, 1]
+
+
+def test_counts_split_holds_out_the_last_faces_for_test():
+    s = split_ids(list(range(750))[::-1], "counts", counts={"train": 600, "val": 50, "test": 100})
+    assert s == {"train": list(range(600)), "val": list(range(600, 650)), "test": list(range(650, 750))}
+    # fewer train faces: the same val and test faces, the ones between unused
+    s = split_ids(list(range(750)), "counts", counts={"train": 300, "val": 50, "test": 100})
+    assert s["train"] == list(range(300)) and s["test"] == list(range(650, 750)) and s["val"][0] == 600
+
+
+@pytest.mark.parametrize("n, method, counts, message", [
+    (750, "counts", {"train": 700, "val": 50, "test": 100},
+     r"split_counts: train 700 \+ val 50 \+ test 100 = 850 faces, more than the 750 there are"),
+    (10, "counts", {"train": 8, "val": 0, "test": 2}, r"split_counts\.val: expected an integer >= 1, got 0"),
+    (10, "counts", {"train": 8, "test": 2}, r"split_counts: expected a mapping \{train: N, val: N, test: N\}"),
+    (10, "counts", None, r"split_counts: expected a mapping"),
+    (10, "thesis", {"train": 8, "val": 1, "test": 1}, r"split_counts: read only by split: counts \(split is 'thesis'\)"),
+])
+def test_bad_split_counts_name_the_counts(n, method, counts, message):
+    with pytest.raises(DataError, match=message):
+        split_ids(list(range(n)), method, counts=counts)
+
+
+def test_split_counts_through_downscale_and_an_empty_split_is_an_error(raw, tmp_path):
+    merge_masks(raw, tmp_path / "merged", parts=PARTS, workers=1)
+    s = downscale(raw, tmp_path / "merged", tmp_path / "prep",
+                  **demo_downscale(workers=1, split="counts", split_counts={"train": 3, "val": 1, "test": 2}))
+    assert s["splits"] == {"train": 3, "val": 1, "test": 2}
+    manifest = json.loads((tmp_path / "prep" / "manifest.json").read_text())
+    assert manifest["split"] == "counts" and manifest["split_counts"] == {"train": 3, "val": 1, "test": 2}
+    assert np.load(tmp_path / "prep" / "test" / "ids.npy").tolist() == [4, 5]
+    with pytest.raises(DataError, match=r"more than the 6 there are"):
+        downscale(raw, tmp_path / "merged", tmp_path / "p2",
+                  **demo_downscale(workers=1, split="counts", split_counts={"train": 4, "val": 1, "test": 2}))
+    # 2 faces: the thesis proportions give no val or test face (used to be 2/0/0, silently)
+    with pytest.raises(DataError, match=r"2 faces, split 'thesis': the split leaves val and test empty "
+                                        r"\(train 2, val 0, test 0\)"):
+        downscale(raw, tmp_path / "merged", tmp_path / "p3", **demo_downscale(workers=1), limit=2)
+    assert not (tmp_path / "p2").exists() and not (tmp_path / "p3").exists()
 
 
 def test_official_split_uses_the_mapping_and_needs_it(tmp_path):
@@ -152,3 +193,11 @@ def test_missing_split_or_folder_is_a_clear_error(prepared_synthetic, tmp_path):
         FaceSRDataset(prepared_synthetic, "nope")
     with pytest.raises(DataError, match="manifest.json: not found"):
         load_split(tmp_path, "train")
+
+
+def test_the_seeds_profile_holds_out_100_of_the_750_mini_faces_and_the_others_keep_theirs():
+    for profile, sizes in (("mini-cpu-seeds", [600, 50, 100]), ("mini-cpu", [700, 25, 25]), ("demo", [224, 8, 8])):
+        p = demo_downscale() if profile == "demo" else load_section(REPO / "params.yaml", "downscale", profile=profile)
+        n = 240 if profile == "demo" else 750
+        s = split_ids(list(range(n)), p["split"], counts=p["split_counts"])
+        assert [len(s[k]) for k in ("train", "val", "test")] == sizes, profile

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from prep_settings import demo_downscale
+
 from facesr.data.downscale import downscale
 from facesr.data.merge import merge_masks
 
@@ -28,5 +30,5 @@ def test_merge_and_downscale_sweep_a_killed_runs_leftovers(raw, tmp_path):
     merge_masks(raw, work / "merged", parts=PARTS, workers=1)
     assert sorted(p.name for p in work.iterdir()) == sorted(["merged", *kept, ".prep.tmp-k1ll3d", ".prep.old-1234",
                                                               ".prep.tmp-file"])
-    downscale(raw, work / "merged", work / "prep", workers=1)
+    downscale(raw, work / "merged", work / "prep", **demo_downscale(workers=1))
     assert sorted(p.name for p in work.iterdir()) == sorted(["merged", "prep", *kept])

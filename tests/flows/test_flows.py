@@ -35,6 +35,19 @@ def test_stage_flags_come_from_run():
     assert exc.value.code == 2
 
 
+def test_a_stage_gets_the_shared_keys_its_run_declares_and_no_flag_for_them(tmp_path):
+    from stages import _cli, report, train
+
+    (tmp_path / "params.yaml").write_text("profile: null\nmlflow: {tracking_uri: sqlite:///x.db, experiment: e}\n"
+                                          "train: {a: 1}\nreport: {b: 2}\n")
+    assert _cli.load(str(tmp_path / "params.yaml"), "train", _cli.shared_keys(train.run)) == {
+        "params": {"a": 1}, "source": str(tmp_path / "params.yaml"), "profile": None,
+        "mlflow": {"tracking_uri": "sqlite:///x.db", "experiment": "e"}}
+    assert set(_cli.load(str(tmp_path / "params.yaml"), "report", _cli.shared_keys(report.run))) == {"params", "source"}
+    flags = {a.dest for a in _cli.build_parser(train.run)._actions}
+    assert not flags & {"mlflow", "profile"} and {"data", "models", "workdir"} <= flags
+
+
 def test_dvc_yaml_commands_are_the_flows():
     import yaml
 
@@ -44,8 +57,12 @@ def test_dvc_yaml_commands_are_the_flows():
     assert list(stages) == STAGES
     for name, stage in stages.items():
         assert stage["cmd"].startswith(f"python -m flows.stage stages.{name} --params params.yaml"), name
-        # its own section, and the same section of the selected profile (facesr.config)
-        assert stage["params"] == ["profile", name, {"profiles/${profile}.yaml": [name]}]
+        # `profile` (which picks the profile file), the shared top-level keys its run declares
+        # (stages._cli.shared_keys), its own section and the same section of the profile: nothing else
+        shared = _cli.shared_keys(importlib.import_module(f"stages.{name}").run)
+        assert stage["params"] == ["profile", *(k for k in shared if k != "profile"), name,
+                                   {"profiles/${profile}.yaml": [name]}], name
+        assert shared == (("profile", "mlflow") if name in ("train", "train_gan", "evaluate") else ()), name
         # Each stage's flags parse with its own parser (paths live only in dvc.yaml).
         argv = stage["cmd"].split()[4:]
         _cli.build_parser(importlib.import_module(f"stages.{name}").run).parse_args(argv)

@@ -47,13 +47,14 @@ def _merge(base: dict, over: dict) -> dict:
 def train_params(path: Path, **loop) -> Path:
     """params.yaml's train section with profiles/tiny.yaml's train overrides; one seed, so one trial
     per variant; 1 CPU per trial; `loop` overrides the loop settings."""
-    section = yaml.safe_load((REPO / "params.yaml").read_text())["train"]
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    section = params["train"]
     _merge(section, yaml.safe_load((REPO / "profiles" / "tiny.yaml").read_text())["train"])
-    section["search"] = {"seed": [0]}
+    section["search"]["seed"] = [0]
     section["resources"] = {"cpus_per_trial": 1, "gpus_per_trial": 0}
     section["max_failures"] = 2
     section["loop"].update(device="cpu", **loop)
-    path.write_text(yaml.safe_dump({"train": section}, sort_keys=False))
+    path.write_text(yaml.safe_dump({"mlflow": params["mlflow"], "train": section}, sort_keys=False))
     return path
 
 
@@ -82,7 +83,7 @@ def link_data(tmp_path: Path, prepared: Path) -> Path:
 def check_outputs(out: Path) -> dict:
     from facesr.models import load_generator
 
-    assert sorted(p.name for p in (out / "models").iterdir()) == [f"{v}.pt" for v in VARIANTS]
+    assert sorted(p.name for p in (out / "models").iterdir()) == [*(f"{v}.pt" for v in VARIANTS), "trials"]
     assert sorted(p.name for p in (out / "curves").iterdir()) == [f"{v}.csv" for v in VARIANTS]
     for v in VARIANTS:
         model, meta = load_generator(out / "models" / f"{v}.pt")

@@ -8,19 +8,21 @@ import pytest
 import torch
 from helpers import TINY
 
-from facesr.config import load_section
+from facesr.config import load_section, load_shared
 from facesr.data.util import sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # `stages` is a top-level folder, not an installed package
     sys.path.insert(0, str(REPO))
+# the shared top-level keys flows.stage passes the training stages (stages._cli.shared_keys)
+SHARED = {"mlflow": load_shared(REPO / "params.yaml", "mlflow"), "profile": "demo"}
 
 
 def tiny_section(seeds=(0, 1)) -> dict:
     section = load_section(REPO / "params.yaml", "train")
     for spec in section["variants"].values():
         spec["model_args"] = dict(TINY[spec["model"]])
-    section["search"] = {"seed": list(seeds)}
+    section["search"]["seed"] = list(seeds)
     section["loop"]["val_lpips"] = False
     section["resources"] = {"cpus_per_trial": 1, "gpus_per_trial": 1}
     section["max_failures"] = 1
@@ -39,11 +41,27 @@ def test_train_stage_2_variants_x_2_seeds_with_a_retry_each(prepared_small, tmp_
     monkeypatch.setenv("FACESR_FAULT_MODE", "corrupt")
     out = tmp_path / "out"
     summary = train.run(tiny_section(), data=prepared_small, models=out / "models", metrics=out / "train.json",
-                        curves=out / "curves", workdir=tmp_path / "runs", smoke_test=True)
+                        curves=out / "curves", workdir=tmp_path / "runs", smoke_test=True, **SHARED)
 
-    assert sorted(p.name for p in (out / "models").iterdir()) == ["method1.pt", "srresnet.pt"]
+    assert sorted(p.name for p in (out / "models").iterdir()) == ["method1.pt", "srresnet.pt", "trials"]
     assert sorted(p.name for p in (out / "curves").iterdir()) == ["method1.csv", "srresnet.csv"]
     written = json.loads((out / "train.json").read_text())
+    # every seed's generator beside the best one (issue 18), listed per variant with the exported one
+    from facesr.models import load_generator
+
+    for variant in ("method1", "srresnet"):
+        entry = written["variants"][variant]
+        trials = entry["trials"]
+        assert [(t["name"], t["seed"], t["point"]) for t in trials] == [
+            ("seed0", 0, {"lr": 2.5e-4, "seed": 0}), ("seed1", 1, {"lr": 2.5e-4, "seed": 1})]
+        assert sorted(p.name for p in (out / "models" / "trials" / variant).iterdir()) == ["seed0.pt", "seed1.pt"]
+        (best,) = [t for t in trials if t["exported"]]
+        assert entry["exported_trial"] == best["name"] and best["run"] == entry["trial"]
+        assert best["val_psnr"] == max(t["val_psnr"] for t in trials) == entry["metrics"]["val_psnr"]
+        assert (out / "models" / best["file"]).read_bytes() == (out / "models" / f"{variant}.pt").read_bytes()
+        for t in trials:
+            _, meta = load_generator(out / "models" / t["file"])  # weights only, like the export
+            assert meta["model"] == variant
     assert written["variants"]["method1"]["step"] == 4 and len(written["trials"]) == 4
     # training seconds survive the retry (carried in the checkpoint's history): the equal-wall-clock axis
     assert all(t["train_s"] > 0 for t in written["trials"])
@@ -104,7 +122,7 @@ def test_train_gan_stage_exports_and_registers_method2(prepared_small, tmp_path)
     section = tiny_section(seeds=(0,))
     section["variants"] = {"method1": section["variants"]["method1"]}
     train.run(section, data=prepared_small, models=tmp_path / "m", metrics=tmp_path / "t.json",
-              curves=tmp_path / "c", workdir=tmp_path / "runs", smoke_test=True)
+              curves=tmp_path / "c", workdir=tmp_path / "runs", smoke_test=True, **SHARED)
     gan = load_section(REPO / "params.yaml", "train_gan")
     gan["loop"].update(val_lpips=False, discriminator_args={"num_feat": 4})
     # leftovers of a killed run of this stage are swept when it starts (issue 15)
@@ -113,7 +131,7 @@ def test_train_gan_stage_exports_and_registers_method2(prepared_small, tmp_path)
         d.mkdir(parents=True)
     summary = train_gan.run(gan, data=prepared_small, init=tmp_path / "m" / "method1.pt", models=tmp_path / "g",
                             metrics=tmp_path / "g.json", curves=tmp_path / "gc", workdir=tmp_path / "gruns",
-                            smoke_test=True)
+                            smoke_test=True, **SHARED)
     assert not any(d.exists() for d in stale)
     assert not list((tmp_path / "gruns").glob(".collect.*"))  # the collected trial files are removed too
     model, meta = load_generator(tmp_path / "g" / "method2.pt")
@@ -145,7 +163,7 @@ def test_a_trial_killed_on_its_last_attempt_fails_the_stage_and_its_run(prepared
     monkeypatch.setenv("FACESR_FAULT_MODE", "kill")
     with pytest.raises(TrainStageError, match=r"1 of 1 trials failed"):
         train.run(section, data=prepared_small, models=tmp_path / "m", metrics=tmp_path / "t.json",
-                  curves=tmp_path / "c", workdir=tmp_path / "runs", smoke_test=True)
+                  curves=tmp_path / "c", workdir=tmp_path / "runs", smoke_test=True, **SHARED)
     summary = json.loads((tmp_path / "t.json").read_text())
     (trial,) = summary["trials"]
     assert trial["error"] and summary["variants"] == {}
