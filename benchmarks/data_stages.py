@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("FACESR_NO_PROGRESS", "1")
 
+from facesr.config import load_section  # noqa: E402
 from facesr.data.downscale import downscale  # noqa: E402
 from facesr.data.layout import image_path, mask_path, scan  # noqa: E402
 from facesr.data.merge import merge_masks  # noqa: E402
@@ -126,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         for workers in (2, 1):
             t, c = time.perf_counter(), _cpu_s()
             merge_masks(work / "raw", work / f"merged{workers}", parts=PARTS, workers=workers)
-            downscale(work / "raw", work / f"merged{workers}", work / f"prep{workers}", workers=workers)
+            settings = load_section(REPO / "params.yaml", "downscale", profile="demo") | {"workers": workers}
+            downscale(work / "raw", work / f"merged{workers}", work / f"prep{workers}", **settings)
             results[f"facesr_workers{workers}"] = time.perf_counter() - t
             cpu[f"facesr_workers{workers}"] = _cpu_s() - c
         load_after = os.getloadavg()

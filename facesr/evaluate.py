@@ -108,6 +108,8 @@ def evaluate(
     batch_size: int,
     max_images: int,
     device: str,
+    precision: str,
+    channels_last: str | bool,
     images_dir: str | Path | None = None,
     save_parsing: int = 0,
     progress: bool = True,
@@ -117,18 +119,20 @@ def evaluate(
     The settings are the `evaluate:` section's (no defaults here that could drift from params.yaml).
     `max_images` > 0 keeps the first faces only (smoke runs); 0 means the whole split. With
     `images_dir`, the LR/HR/SR faces are saved there, and the predicted parsing maps of the first
-    `save_parsing` faces.
+    `save_parsing` faces. `precision`/`channels_last` resolve as in training
+    (`facesr.device.resolve_precision`); the scores are always computed on fp32 images.
     """
     import torch
 
     from facesr.data import load_split, read_manifest
     from facesr.data.util import progress as progress_bar
-    from facesr.device import resolve_device
+    from facesr.device import resolve_device, resolve_precision
     from facesr.metrics import LPIPS, compute_metrics
 
     if batch_size < 1:
         raise EvaluationError(f"evaluate.batch_size must be >= 1, got {batch_size}")
     device = resolve_device(device, setting="evaluate.device")
+    prec = resolve_precision(device, precision, channels_last, setting="evaluate")
     manifest = read_manifest(data_root)
     parts = list(manifest["parts"])
     test = load_split(data_root, "test")
@@ -145,7 +149,7 @@ def evaluate(
             _save_pngs(images / sub, ids, np.asarray(test[key][:n]))
 
     for name, path in paths.items():
-        model = load_table_model(name, path, device)
+        model = prec.prepare(load_table_model(name, path, device))
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         kept_parsing: list[np.ndarray] = []
@@ -155,10 +159,10 @@ def evaluate(
             lr = _to_tensor(test["lr"][start:stop], device)
             hr = _to_tensor(test["hr"][start:stop], device)
             gt_parsing = torch.from_numpy(np.array(test["parsing"][start:stop])).to(device).float() / 255.0
-            with torch.no_grad():
-                out = model(lr)
-            sr = out.sr.clamp(0, 1)
-            pred = out.parsing
+            with torch.no_grad(), prec.autocast():
+                out = model(prec.inputs(lr))
+            sr = out.sr.float().clamp(0, 1)
+            pred = None if out.parsing is None else out.parsing.float()
             scores = compute_metrics(
                 sr, hr, lpips=lpips_fn, parsing=gt_parsing, pred_parsing=pred, parts=parts
             )

@@ -1,6 +1,6 @@
 """DVC stage `evaluate`: every model of Table 4.1 on the test split -> metrics, per-image CSV, images.
 
-Reads the `evaluate:` section (models, lpips_net, batch_size, max_images, save_parsing, device;
+Reads the `evaluate:` section (models, lpips_net, batch_size, max_images, save_parsing, device, precision, channels_last;
 commented in params.yaml) and the shared `mlflow:` and `profile:`; scores go to MLflow too
 ($MLFLOW_TRACKING_URI wins).
 """
@@ -14,7 +14,7 @@ from facesr.config import require
 from facesr.fileio import atomic_dir, atomic_write_text, sweep_stale
 from stages._cli import command
 
-KEYS = ("models", "lpips_net", "batch_size", "max_images", "save_parsing", "device")
+KEYS = ("models", "lpips_net", "batch_size", "max_images", "save_parsing", "device", "precision", "channels_last")
 SMOKE_IMAGES = 4
 
 
@@ -43,7 +43,8 @@ def run(params: dict[str, Any], *, data: str | Path, models: str | Path, gan: st
     for target in (images, out, per_image):
         sweep_stale(target)  # what a killed run of this stage left beside its outputs
     settings = dict(lpips_net=str(params["lpips_net"]), batch_size=int(params["batch_size"]),
-                    max_images=SMOKE_IMAGES if smoke_test else int(params["max_images"]), device=str(params["device"]))
+                    max_images=SMOKE_IMAGES if smoke_test else int(params["max_images"]), device=str(params["device"]),
+                    precision=str(params["precision"]), channels_last=params["channels_last"])
     trials = ev.trial_paths(paths)
     with atomic_dir(images) as tmp:
         result = ev.evaluate(data, paths, images_dir=tmp, save_parsing=int(params["save_parsing"]), **settings)
@@ -54,7 +55,8 @@ def run(params: dict[str, Any], *, data: str | Path, models: str | Path, gan: st
         atomic_write_text(out, ev.summary_json(result.summary, ev.comparisons(result.rows, list(paths)),
                                                ev.seed_spread(trials, seeds.summary)))
     run_id = ev.log_to_mlflow(result.summary, params=dict(params) | {"smoke_test": smoke_test},
-                              mlflow_params={**mlflow, "profile": profile or "unset"}, artifacts=[Path(out), Path(per_image)])
+                              mlflow_params={**mlflow, "profile": profile or "unset"}, artifacts=[Path(out), Path(per_image)],
+                              data=Path(data), model_files=paths)
     return {"models": list(result.summary), "n_images": len(result.ids), "mlflow_run_id": run_id,
             "psnr": {m: round(s["psnr"], 3) for m, s in result.summary.items()}}
 

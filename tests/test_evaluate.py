@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from facesr.metrics.spec import RESERVED
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
+from prep_settings import demo_downscale  # noqa: E402
 
 pytestmark = pytest.mark.slow  # ~45 s: merges, downscales and scores real faces with LPIPS
 
@@ -24,7 +28,7 @@ def make_prepared(mini_dir: Path, root: Path) -> Path:
     from facesr.data.merge import merge_masks
 
     merge_masks(mini_dir, root / "merged", parts=PARTS, limit=N_FACES)
-    downscale(mini_dir, root / "merged", root / "prepared", limit=N_FACES)
+    downscale(mini_dir, root / "merged", root / "prepared", **demo_downscale(limit=N_FACES))
     return root / "prepared"
 
 
@@ -40,6 +44,13 @@ def make_generators(root: Path) -> tuple[Path, Path]:
     return root / "models", root / "gan"
 
 
+def run(params: dict, **paths):
+    """stages.evaluate.run with the shared keys a test evaluation logs under."""
+    from stages.evaluate import run as stage_run
+
+    return stage_run(params, mlflow={"experiment": "facesr-test"}, profile="test", **paths)
+
+
 def eval_params(**over) -> dict:
     params = {
         "models": ["bicubic", "srresnet", "method1", "method2"],
@@ -48,7 +59,8 @@ def eval_params(**over) -> dict:
         "max_images": 0,
         "save_parsing": 2,
         "device": "cpu",
-        "mlflow": {"experiment": "facesr-test", "profile": "test"},
+        "precision": "auto",
+        "channels_last": "auto",
     }
     params.update(over)
     return params
@@ -56,8 +68,6 @@ def eval_params(**over) -> dict:
 
 @pytest.fixture(scope="module")
 def evaluated(mini_dir, tmp_path_factory):
-    from stages.evaluate import run
-
     root = tmp_path_factory.mktemp("evaluate")
     data = make_prepared(mini_dir, root)
     models, gan = make_generators(root)
@@ -144,8 +154,6 @@ def test_logged_to_mlflow(evaluated):
 
 def test_missing_generator_names_file_and_keeps_previous_outputs(evaluated):
     from facesr.evaluate import EvaluationError
-    from stages.evaluate import run
-
     root, data, _ = evaluated
     before = (root / "metrics" / "eval.json").read_text()
     with pytest.raises(EvaluationError, match=r"nowhere/method2\.pt"):
@@ -159,8 +167,6 @@ def test_missing_generator_names_file_and_keeps_previous_outputs(evaluated):
 
 def test_unknown_model_and_smoke_test(evaluated, tmp_path):
     from facesr.evaluate import EvaluationError
-    from stages.evaluate import run
-
     root, data, _ = evaluated
     with pytest.raises(EvaluationError, match=r"esrgan\.pt: generator file for 'esrgan' not found"):
         run(eval_params(models=["bicubic", "esrgan"]), data=data, models=root / "models", gan=root / "gan",
@@ -180,8 +186,6 @@ def test_unknown_model_and_smoke_test(evaluated, tmp_path):
 
 def test_an_extra_train_variant_is_scored_from_its_own_file(evaluated, tmp_path):
     import shutil
-
-    from stages.evaluate import run
 
     root, data, _ = evaluated
     models = tmp_path / "models"
@@ -213,8 +217,6 @@ def test_every_seed_of_a_variant_is_scored_when_trials_exist(evaluated, tmp_path
     import torch
 
     from facesr.models import build_model, save_generator
-    from stages.evaluate import run
-
     root, data, _ = evaluated
     models = tmp_path / "models"
     shutil.copytree(root / "models", models)

@@ -33,7 +33,8 @@ def test_cuda_without_a_gpu_names_the_setting_everywhere(tmp_path):
             resolve_device(want, setting="loop.device")
     # the same rule, before any data or model is read
     with pytest.raises(DeviceError, match="evaluate.device: 'cuda' asked for"):
-        evaluate(tmp_path / "no-data", {}, lpips_net="alex", batch_size=1, max_images=0, device="cuda")
+        evaluate(tmp_path / "no-data", {}, lpips_net="alex", batch_size=1, max_images=0, device="cuda",
+                 precision="auto", channels_last="auto")
     with pytest.raises(ModelSourceError, match="no CUDA GPU"):
         load("bicubic", device="cuda")
 

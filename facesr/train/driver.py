@@ -23,7 +23,7 @@ from facesr.data.util import sha256_file
 from facesr.fileio import atomic_write_text, replace_dir, sweep_stale, temp_dir_beside
 from facesr.provenance import code_digest, tree_digest
 from facesr.services import check_mlflow
-from facesr.tracking import flat_params, run_tags, set_experiment, tracking_uri
+from facesr.tracking import flat_params, log_dataset, run_tags, set_experiment, tracking_uri
 from facesr.train.checkpoint import RunIdentity
 from facesr.train.config import StageConfig
 from facesr.train.trials import TrainStageError, TrialResult, best_per_variant, run_trials, trial_name
@@ -87,6 +87,7 @@ def run_stage(config: StageConfig, *, data: str | Path, models: str | Path, metr
             mlflow.log_params(flat_params({k: config.section[k] for k in ("variants", "search", "select", "loop")}))
             mlflow.set_tags({"smoke_test": str(smoke_test),
                              **{k: v for k, v in identities[0].tags().items() if k != "run_fingerprint"}})
+            log_dataset(data, "training", split="train", digest=shared["data"])
             results = run_trials(config, identities, data=data, workdir=workdir, into=collect, init=init and Path(init),
                                  mlflow_uri=uri, parent_run_id=parent.info.run_id, tags=tags)
             best = best_per_variant(results, config.select.metric, config.select.mode)

@@ -83,7 +83,7 @@ def _trainable(config: dict[str, Any]) -> None:
     _restore_from_ray(workdir)
     tracker = TrialTracker(uri=config["mlflow_uri"], experiment=config["experiment"],
                            parent_run_id=config["parent_run_id"], run_name=name, trial=trial,
-                           tags={**config["tags"], **identity.tags()}, workdir=workdir)
+                           tags={**config["tags"], **identity.tags()}, workdir=workdir, data=config["data"])
     latest: dict[str, float] = {}
 
     def on_event(kind: str, step: int, payload: Any) -> None:

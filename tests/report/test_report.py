@@ -32,8 +32,8 @@ def report_dir(mini_dir, tmp_path_factory):
 
     sys.path.insert(0, str(REPO / "tests"))
     from test_evaluate import eval_params, make_generators, make_prepared
+    from test_evaluate import run as evaluate
 
-    from stages.evaluate import run as evaluate
     from stages.report import run as report
 
     root = tmp_path_factory.mktemp("report")
