@@ -204,7 +204,7 @@ def test_an_extra_train_variant_is_scored_from_its_own_file(evaluated, tmp_path)
 def test_cli_reports_bad_params(tmp_path, capsys):
     from stages.evaluate import main
 
-    (tmp_path / "params.yaml").write_text("evaluate:\n  models: [bicubic]\n")
+    (tmp_path / "params.yaml").write_text("mlflow: {experiment: facesr-test}\nevaluate:\n  models: [bicubic]\n")
     code = main(["--params", str(tmp_path / "params.yaml"), "--data", "d", "--models", "m", "--gan", "g",
                  "--out", "o.json", "--per-image", "p.csv", "--images", "i"])
     assert code == 2
