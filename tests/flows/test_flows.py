@@ -175,26 +175,3 @@ def test_pipeline_command_line():
     assert build_parser().parse_args(["run", "--profile", "mini"]).profile == "mini"
 
 
-def test_profile_merges_keeps_comments_and_rejects_unknown_keys(tmp_path):
-    from flows.profile import ProfileError, apply_profile
-
-    params = tmp_path / "params.yaml"
-    params.write_text("# head comment\ntrain:\n  loop:\n    steps: 100   # why 100\n    lr: 2.5e-4\n  keep: [1, 2]\n")
-    (tmp_path / "p.yaml").write_text("train:\n  loop:\n    steps: 5\n")
-    changes = apply_profile(tmp_path / "p.yaml", params)
-    assert changes == ["train.loop.steps: 100 -> 5"]
-    text = params.read_text()
-    assert "# head comment" in text and "# why 100" in text and "steps: 5" in text and "keep: [1, 2]" in text
-    (tmp_path / "bad.yaml").write_text("train:\n  loop:\n    stepz: 5\n")
-    with pytest.raises(ProfileError, match=r"train\.loop\.stepz: not a key"):
-        apply_profile(tmp_path / "bad.yaml", params)
-    assert "steps: 5" in params.read_text()
-
-
-@pytest.mark.parametrize("profile", ["tiny", "mini", "mini-cpu", "thesis"])
-def test_shipped_profiles_apply_to_params_yaml(profile, tmp_path):
-    from flows.profile import apply_profile
-
-    params = tmp_path / "params.yaml"
-    params.write_text((REPO / "params.yaml").read_text())
-    assert apply_profile(REPO / "profiles" / f"{profile}.yaml", params)

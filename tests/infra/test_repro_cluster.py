@@ -94,7 +94,7 @@ def test_dvc_repro_of_tiny_profile_on_local_servers(tmp_path):
         four = tmp_path / "four-trials.yaml"
         four.write_text(yaml.safe_dump({"train": {"search": {"seed": SEEDS}}}))
         for profile in ("profiles/tiny.yaml", str(four)):
-            subprocess.run([sys.executable, "-m", "flows.profile", profile], cwd=repo, env=env,
+            subprocess.run([sys.executable, "-m", "facesr.profile", profile], cwd=repo, env=env,
                            check=True, capture_output=True)
         log = tmp_path / "repro.log"
         t0 = time.monotonic()

@@ -1,7 +1,7 @@
 """Bake a profile (an override set) into params.yaml, keeping its comments and every other key.
 
-    python -m flows.profile profiles/thesis.yaml --params params.yaml --dry-run
-    python -m flows.profile profiles/thesis.yaml          # then edit params.yaml and dvc repro
+    python -m facesr.profile profiles/thesis.yaml --params params.yaml --dry-run
+    python -m facesr.profile profiles/thesis.yaml         # then edit params.yaml and dvc repro
 
 To *select* a profile, no baking is needed: `dvc exp run -S profile=mini-cpu` (or `profile:` in
 params.yaml) makes every stage merge profiles/<name>.yaml over its section (facesr.config). Baking
@@ -58,7 +58,7 @@ def apply_profile(profile: str | Path, params: str | Path = "params.yaml", *, dr
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.profile", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m facesr.profile", description=__doc__.splitlines()[0])
     parser.add_argument("profile", help="profiles/<name>.yaml")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--dry-run", action="store_true", help="print the changes, write nothing")
