@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         results["decode_floor_serial"], cpu["decode_floor_serial"] = time.perf_counter() - t, _cpu_s() - c
         for workers in (2, 1):
             t, c = time.perf_counter(), _cpu_s()
-            merge_masks(work / "raw", work / f"merged{workers}", parts=PARTS, workers=workers)
+            merging = load_section(REPO / "params.yaml", "merge_masks", profile="demo") | {"workers": workers}
+            merge_masks(work / "raw", work / f"merged{workers}", **merging | {"parts": PARTS})
             settings = load_section(REPO / "params.yaml", "downscale", profile="demo") | {"workers": workers}
             downscale(work / "raw", work / f"merged{workers}", work / f"prep{workers}", **settings)
             results[f"facesr_workers{workers}"] = time.perf_counter() - t

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from demo_params import demo_download, demo_merge
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = Path(os.environ.get("FACESR_MINI_DIR", REPO.parent / "shared" / "data" / "celebamask-hq-mini"))
@@ -68,8 +69,8 @@ def prepared_synthetic(tmp_path_factory) -> Path:
 
     base = tmp_path_factory.mktemp("prepared_synthetic")
     parts = ["skin", "l_brow", "r_brow", "l_eye", "r_eye", "nose", "mouth", "u_lip", "l_lip", "l_ear", "r_ear"]
-    download(base / "raw", source="synthetic", synthetic_count=24, seed=0, workers=2)
-    merge_masks(base / "raw", base / "merged", parts=parts, workers=2)
+    download(base / "raw", **demo_download(source="synthetic", synthetic_count=24, seed=0, workers=2))
+    merge_masks(base / "raw", base / "merged", parts=parts, **demo_merge(workers=2))
     settings = load_section(REPO / "params.yaml", "downscale", profile="demo")
     downscale(base / "raw", base / "merged", base / "prepared", **settings)
     return base / "prepared"

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from demo_params import demo_downscale, demo_merge
 
 from facesr.metrics.spec import RESERVED
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
-from prep_settings import demo_downscale  # noqa: E402
 
 pytestmark = pytest.mark.slow  # ~45 s: merges, downscales and scores real faces with LPIPS
 
@@ -27,7 +24,7 @@ def make_prepared(mini_dir: Path, root: Path) -> Path:
     from facesr.data.downscale import downscale
     from facesr.data.merge import merge_masks
 
-    merge_masks(mini_dir, root / "merged", parts=PARTS, limit=N_FACES)
+    merge_masks(mini_dir, root / "merged", parts=PARTS, limit=N_FACES, **demo_merge())
     downscale(mini_dir, root / "merged", root / "prepared", **demo_downscale(limit=N_FACES))
     return root / "prepared"
 

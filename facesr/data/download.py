@@ -352,11 +352,15 @@ def _cached_or_fetched(url: str, zpath: Path, pinned: str, *, retries: int, back
     return got
 
 
-def download(out: str | Path, *, source: str, url: str = "", sha256: str = "", archive: str = "",
-             folder: str = "", synthetic_count: int = 96, synthetic_size: int = 512, seed: int = 0,
-             on_error: str = "fail", cache_dir: str | Path | None = None, retries: int = 5,
-             backoff_s: float = 1.0, workers: int = 1) -> dict:
-    """Make `out/CelebAMask-HQ` from `source` (replaced atomically). Returns a summary."""
+def download(out: str | Path, *, source: str, url: str, sha256: str, archive: str, folder: str,
+             synthetic_count: int, synthetic_size: int, seed: int, on_error: str, retries: int,
+             backoff_s: float, workers: int, cache_dir: str | Path | None = None) -> dict:
+    """Make `out/CelebAMask-HQ` from `source` (replaced atomically). Returns a summary.
+
+    The settings are params.yaml's `download:` keys, all required (no default here to drift from it;
+    "" is "not given" for url, sha256, archive and folder). `cache_dir` defaults to
+    `<out>/../.download-cache`.
+    """
     check_policy(on_error, "download.on_error")
     out = Path(out)
     sweep_stale(out)  # the temp/old folders of a killed run

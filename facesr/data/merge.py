@@ -84,9 +84,12 @@ def _merge_one(job: tuple) -> tuple[int, str | None, list[BadFile]]:
     return idx, hashlib.sha256(data).hexdigest(), []
 
 
-def merge_masks(raw: str | Path, out: str | Path, *, parts: list[str], mask_size: int = 512,
-                workers: int = 2, on_error: str = "fail", limit: int | None = None) -> dict:
-    """Merge the part masks of every face under `raw` into `out` (replaced atomically)."""
+def merge_masks(raw: str | Path, out: str | Path, *, parts: list[str], mask_size: int, workers: int,
+                on_error: str, limit: int | None = None) -> dict:
+    """Merge the part masks of every face under `raw` into `out` (replaced atomically).
+
+    The settings are params.yaml's `merge_masks:` keys, all required (no default here to drift from it).
+    """
     check_policy(on_error, "merge_masks.on_error")
     sweep_stale(out)  # the temp/old folders of a killed run
     unknown = [p for p in parts if p not in RELEASE_PARTS]

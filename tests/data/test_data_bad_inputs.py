@@ -10,8 +10,8 @@ import zlib
 
 import numpy as np
 import pytest
+from demo_params import demo_downscale, demo_merge
 from PIL import Image
-from prep_settings import demo_downscale
 
 from facesr.data import DataError
 from facesr.data.downscale import downscale
@@ -65,7 +65,7 @@ def test_bad_masks_fail_with_every_file_named(raw, tmp_path):
     (root / "CelebAMask-HQ-mask-anno" / "0" / "00000_skin (copy).png").write_bytes(b"x")
     bad[root / "CelebAMask-HQ-mask-anno" / "0" / "00000_skin (copy).png"] = "stray file"
     with pytest.raises(DataError) as exc:
-        merge_masks(raw, tmp_path / "merged", parts=PARTS, workers=2, on_error="fail")
+        merge_masks(raw, tmp_path / "merged", parts=PARTS, **demo_merge(workers=2, on_error="fail"))
     lines = str(exc.value).splitlines()
     assert f"{len(bad)} bad input file(s)" in lines[0]
     for path, problem in bad.items():
@@ -78,7 +78,7 @@ def test_bad_masks_fail_with_every_file_named(raw, tmp_path):
 def test_bad_masks_skip_writes_a_report_and_keeps_the_good(raw, tmp_path):
     root = raw / "CelebAMask-HQ"
     bad = _damage_masks(root)
-    s = merge_masks(raw, tmp_path / "merged", parts=PARTS, workers=2, on_error="skip")
+    s = merge_masks(raw, tmp_path / "merged", parts=PARTS, **demo_merge(workers=2, on_error="skip"))
     assert s["images"] == 1
     report = json.loads((tmp_path / "merged" / "skipped.json").read_text())
     assert sorted(r["path"] for r in report["skipped"]) == sorted(str(p) for p in bad)
@@ -94,7 +94,7 @@ def test_bad_masks_skip_writes_a_report_and_keeps_the_good(raw, tmp_path):
 ])
 def test_bad_images_are_named_by_downscale(raw, tmp_path, kind, problem):
     root = raw / "CelebAMask-HQ"
-    merge_masks(raw, tmp_path / "merged", parts=PARTS, workers=1)
+    merge_masks(raw, tmp_path / "merged", parts=PARTS, **demo_merge(workers=1))
     p = image_path(root, 2)  # a train face: skipping it leaves 3/1/1 (test_a_skip_that_empties_val...)
     img = Image.open(p).convert("RGB")
     if kind == "truncated":
@@ -121,7 +121,7 @@ def test_bad_images_are_named_by_downscale(raw, tmp_path, kind, problem):
 
 def test_a_skip_that_empties_val_is_an_error_naming_the_counts(raw, tmp_path):
     """6 faces split 4/1/1; skipping the one val face used to leave `val 0` silently."""
-    merge_masks(raw, tmp_path / "merged", parts=PARTS, workers=1)
+    merge_masks(raw, tmp_path / "merged", parts=PARTS, **demo_merge(workers=1))
     image_path(raw / "CelebAMask-HQ", 4).write_bytes(b"\xff\xd8 not really a jpeg")
     with pytest.raises(DataError, match=r"1 face\(s\) skipped .*: the split leaves val empty \(train 4, val 0, test 1\)"):
         downscale(raw, tmp_path / "merged", tmp_path / "prep", **demo_downscale(workers=1, on_error="skip"))
@@ -129,7 +129,7 @@ def test_a_skip_that_empties_val_is_an_error_naming_the_counts(raw, tmp_path):
 
 
 def test_merged_map_changed_after_merging_is_caught(raw, tmp_path):
-    merge_masks(raw, tmp_path / "merged", parts=PARTS, workers=1)
+    merge_masks(raw, tmp_path / "merged", parts=PARTS, **demo_merge(workers=1))
     (tmp_path / "merged" / "1.png").write_bytes((tmp_path / "merged" / "2.png").read_bytes())
     with pytest.raises(DataError, match=r"1\.png: sha256 differs"):
         downscale(raw, tmp_path / "merged", tmp_path / "prep", **demo_downscale(workers=1))
@@ -137,6 +137,6 @@ def test_merged_map_changed_after_merging_is_caught(raw, tmp_path):
 
 def test_unknown_policy_and_parts_are_rejected(raw, tmp_path):
     with pytest.raises(DataError, match="on_error must be one of"):
-        merge_masks(raw, tmp_path / "m", parts=PARTS, on_error="ignore")
+        merge_masks(raw, tmp_path / "m", parts=PARTS, **demo_merge(on_error="ignore"))
     with pytest.raises(DataError, match="unknown"):
-        merge_masks(raw, tmp_path / "m", parts=["skin", "teeth"])
+        merge_masks(raw, tmp_path / "m", parts=["skin", "teeth"], **demo_merge())

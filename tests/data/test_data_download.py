@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from demo_params import demo_download
 
 from facesr.data import DataError
 from facesr.data.download import DownloadError, download, fetch, safe_extract
@@ -118,8 +119,7 @@ def release_zip(synthetic_raw_master) -> bytes:
 def test_url_resumes_after_a_dropped_connection_and_verifies_sha(release_zip, tmp_path):
     digest = hashlib.sha256(release_zip).hexdigest()
     with _Server(release_zip) as srv:
-        s = download(tmp_path / "raw", source="url", url=srv.url, sha256=digest, retries=3, backoff_s=0.01,
-                     cache_dir=tmp_path / "cache")
+        s = download(tmp_path / "raw", cache_dir=tmp_path / "cache", **demo_download(source="url", url=srv.url, sha256=digest, retries=3, backoff_s=0.01))
     assert srv.requests[0] is None and srv.requests[1].startswith("bytes=") and srv.requests[1] != "bytes=0-"
     assert s["fetch"]["resumed"] == 1 and s["fetch"]["sha256"] == digest
     assert (tmp_path / "cache" / "CelebAMask-HQ.zip").read_bytes() == release_zip
@@ -130,8 +130,7 @@ def test_url_resumes_after_a_dropped_connection_and_verifies_sha(release_zip, tm
 def test_url_rejects_a_wrong_checksum_and_leaves_no_output(release_zip, tmp_path):
     with _Server(release_zip, drop_first=False) as srv:
         with pytest.raises(DownloadError, match="sha256 mismatch") as exc:
-            download(tmp_path / "raw", source="url", url=srv.url, sha256="0" * 64, retries=1,
-                     backoff_s=0.01, cache_dir=tmp_path / "cache")
+            download(tmp_path / "raw", cache_dir=tmp_path / "cache", **demo_download(source="url", url=srv.url, sha256="0" * 64, retries=1, backoff_s=0.01))
     assert srv.url in str(exc.value)
     assert not (tmp_path / "raw").exists() and not list((tmp_path / "cache").iterdir())
 
@@ -208,16 +207,16 @@ def test_first_download_is_recorded_and_every_later_use_must_match(release_zip, 
     zpath, record = cache / "CelebAMask-HQ.zip", cache / "CelebAMask-HQ.zip.sha256"
     kw = dict(source="url", retries=1, backoff_s=0.01, cache_dir=cache)
     with _Server(release_zip, drop_first=False) as srv:
-        s = download(tmp_path / "raw", url=srv.url, **kw)
+        s = download(tmp_path / "raw", **demo_download(url=srv.url, **kw))
         assert s["fetch"]["sha256"] == digest and record.read_text().split()[0] == digest
         assert digest in capsys.readouterr().err  # printed so that it can be pinned
-        assert download(tmp_path / "raw", url=srv.url, **kw)["fetch"] == {"cached": True, "sha256": digest}
+        assert download(tmp_path / "raw", **demo_download(url=srv.url, **kw))["fetch"] == {"cached": True, "sha256": digest}
         assert srv.requests == [None]
         # the cached zip changes (another valid zip, here): refused, not used, not kept quietly
         other = _zip_tree(synthetic_raw_master / "CelebAMask-HQ", top="")
         zpath.write_bytes(other)
         with pytest.raises(DownloadError) as exc:
-            download(tmp_path / "raw", url=srv.url, **kw)
+            download(tmp_path / "raw", **demo_download(url=srv.url, **kw))
         msg = str(exc.value)
         assert str(zpath) in msg and digest in msg and hashlib.sha256(other).hexdigest() in msg
         assert srv.requests == [None]
@@ -225,11 +224,11 @@ def test_first_download_is_recorded_and_every_later_use_must_match(release_zip, 
         zpath.unlink()
         srv.blob = other
         with pytest.raises(DownloadError, match=f"expected {digest} \\(recorded in .*CelebAMask-HQ.zip.sha256"):
-            download(tmp_path / "raw", url=srv.url, **kw)
+            download(tmp_path / "raw", **demo_download(url=srv.url, **kw))
         # a pinned sha256 wins over the record: the new version is fetched and recorded
         zpath.write_bytes(release_zip)
         pinned = hashlib.sha256(other).hexdigest()
-        s = download(tmp_path / "raw", url=srv.url, sha256=pinned, **kw)
+        s = download(tmp_path / "raw", **demo_download(url=srv.url, sha256=pinned, **kw))
         assert s["fetch"]["sha256"] == pinned and zpath.read_bytes() == other
         assert record.read_text().split()[0] == pinned
     assert scan(tmp_path / "raw").ids == list(range(6))
@@ -237,18 +236,18 @@ def test_first_download_is_recorded_and_every_later_use_must_match(release_zip, 
 
 def test_a_malformed_pin_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="download.sha256: 'abc' is not a sha256"):
-        download(tmp_path / "raw", source="url", url="http://127.0.0.1:1/x.zip", sha256="abc")
+        download(tmp_path / "raw", **demo_download(source="url", url="http://127.0.0.1:1/x.zip", sha256="abc"))
 
 
 def test_archive_without_top_folder_is_normalised(synthetic_raw_master, tmp_path):
     zpath = tmp_path / "flat.zip"
     zpath.write_bytes(_zip_tree(synthetic_raw_master / "CelebAMask-HQ", top=""))
-    download(tmp_path / "raw", source="archive", archive=str(zpath))
+    download(tmp_path / "raw", **demo_download(source="archive", archive=str(zpath)))
     assert scan(tmp_path / "raw" / "CelebAMask-HQ").ids == list(range(6))
 
 
 def test_folder_source_copies_the_layout(synthetic_raw_master, tmp_path):
-    s = download(tmp_path / "raw", source="folder", folder=str(synthetic_raw_master))
+    s = download(tmp_path / "raw", **demo_download(source="folder", folder=str(synthetic_raw_master)))
     assert s["images"] == 6 and scan(tmp_path / "raw").ids == list(range(6))
 
 
@@ -270,7 +269,7 @@ def test_zip_entries_escaping_the_target_are_refused(tmp_path, member, problem):
     zpath = tmp_path / "evil.zip"
     _evil_zip(zpath, member)
     with pytest.raises(DataError, match=problem) as exc:
-        download(tmp_path / "work" / "raw", source="archive", archive=str(zpath))
+        download(tmp_path / "work" / "raw", **demo_download(source="archive", archive=str(zpath)))
     assert f"evil.zip!{member}" in str(exc.value)
     assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "work" / "raw").exists()
     assert not Path("/tmp/abs_escape.txt").exists()
@@ -292,7 +291,7 @@ def test_zip_bomb_is_refused(tmp_path):
     with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("CelebAMask-HQ/CelebA-HQ-img/0.jpg", b"\0" * (64 << 20))
     with pytest.raises(DataError, match="decompression bomb") as exc:
-        download(tmp_path / "raw", source="archive", archive=str(zpath))
+        download(tmp_path / "raw", **demo_download(source="archive", archive=str(zpath)))
     assert "bomb.zip!CelebAMask-HQ/CelebA-HQ-img/0.jpg" in str(exc.value)
     with pytest.raises(DataError, match="over the limit"):
         safe_extract(zpath, tmp_path / "y", max_total_bytes=1 << 20)
@@ -302,13 +301,13 @@ def test_archive_checksum_mismatch_names_the_file(synthetic_raw_master, tmp_path
     zpath = tmp_path / "rel.zip"
     zpath.write_bytes(_zip_tree(synthetic_raw_master / "CelebAMask-HQ"))
     with pytest.raises(DataError, match="rel.zip: sha256 mismatch"):
-        download(tmp_path / "raw", source="archive", archive=str(zpath), sha256="ab" * 32)
+        download(tmp_path / "raw", **demo_download(source="archive", archive=str(zpath), sha256="ab" * 32))
 
 
 def test_failed_run_keeps_the_previous_output(synthetic_raw_master, tmp_path):
     shutil.copytree(synthetic_raw_master, tmp_path / "raw")
     with pytest.raises(DataError):
-        download(tmp_path / "raw", source="archive", archive=str(tmp_path / "absent.zip"))
+        download(tmp_path / "raw", **demo_download(source="archive", archive=str(tmp_path / "absent.zip")))
     assert scan(tmp_path / "raw").ids == list(range(6))
     assert [p.name for p in tmp_path.iterdir()] == ["raw"]
 
@@ -357,5 +356,5 @@ def test_leftovers_of_a_killed_run_are_swept_at_the_start(synthetic_raw_master, 
     kept = [work / ".rawer.tmp-1", work / "raw.tmp-1", work / ".raw.tmpfile", work / "other"]
     for p in stale + kept:
         p.mkdir(parents=True)
-    download(work / "raw", source=source, folder=str(synthetic_raw_master), archive=str(zpath))
+    download(work / "raw", **demo_download(source=source, folder=str(synthetic_raw_master), archive=str(zpath)))
     assert sorted(p.name for p in work.iterdir()) == sorted(["raw"] + [p.name for p in kept])

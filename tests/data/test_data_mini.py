@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from demo_params import demo_download, demo_downscale, demo_merge
 from PIL import Image
-from prep_settings import demo_downscale
 
 from facesr.data import load_split
 from facesr.data.download import download
@@ -19,8 +19,8 @@ PARTS = ["skin", "l_brow", "r_brow", "l_eye", "r_eye", "nose", "mouth", "u_lip",
 
 @pytest.mark.slow
 def test_mini_set_gives_750_triples_with_exact_parsing(mini_dir, tmp_path):
-    download(tmp_path / "raw", source="folder", folder=str(mini_dir))
-    m = merge_masks(tmp_path / "raw", tmp_path / "merged", parts=PARTS, workers=2)
+    download(tmp_path / "raw", **demo_download(source="folder", folder=str(mini_dir)))
+    m = merge_masks(tmp_path / "raw", tmp_path / "merged", parts=PARTS, **demo_merge(workers=2))
     assert m == {"images": 750, "skipped": 0, "out": str(tmp_path / "merged")}
     root = tmp_path / "raw" / "CelebAMask-HQ"
     for idx in range(750):

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from demo_params import REPO, demo_downscale, demo_merge
 from PIL import Image
-from prep_settings import REPO, demo_downscale
 
 from facesr.config import load_section
 from facesr.data import DataError, FaceSRDataset, load_split, read_manifest
@@ -22,7 +22,7 @@ PARTS = ["skin", "l_brow", "r_brow", "l_eye", "r_eye", "nose", "mouth", "u_lip",
 
 def test_merged_bits_equal_the_part_masks_and_missing_parts_are_empty(raw, tmp_path):
     (mask_path(raw / "CelebAMask-HQ", 2, "nose")).unlink()
-    s = merge_masks(raw, tmp_path / "merged", parts=PARTS, workers=2)
+    s = merge_masks(raw, tmp_path / "merged", parts=PARTS, **demo_merge(workers=2))
     assert s["images"] == 6
     m = json.loads((tmp_path / "merged" / "manifest.json").read_text())
     assert m["ids"] == list(range(6)) and m["parts"] == PARTS
@@ -39,13 +39,13 @@ def test_overlapping_masks_keep_both_channels(raw, tmp_path):
     root = raw / "CelebAMask-HQ"
     skin = np.asarray(Image.open(mask_path(root, 0, "skin")))
     Image.fromarray(skin).save(mask_path(root, 0, "nose"))  # nose == skin: full overlap
-    merge_masks(raw, tmp_path / "merged", parts=PARTS, workers=1)
+    merge_masks(raw, tmp_path / "merged", parts=PARTS, **demo_merge(workers=1))
     planes = unpack_bits(read_png16(tmp_path / "merged" / "0.png"), len(PARTS))
     assert (planes[0] == planes[PARTS.index("nose")]).all() and planes[0].any()
 
 
 def test_downscale_format_values_and_split(raw, tmp_path):
-    merge_masks(raw, tmp_path / "merged", parts=PARTS, workers=2)
+    merge_masks(raw, tmp_path / "merged", parts=PARTS, **demo_merge(workers=2))
     s = downscale(raw, tmp_path / "merged", tmp_path / "prep", **demo_downscale(workers=2))
     assert s["splits"] == {"train": 4, "val": 1, "test": 1}
     man = read_manifest(tmp_path / "prep")
@@ -97,7 +97,7 @@ def test_plain_bicubic_takes_a_read_only_image_without_warnings():
 def test_two_runs_are_byte_identical_whatever_the_worker_count(raw, tmp_path):
     outs = []
     for k, workers in enumerate((1, 2)):
-        merge_masks(raw, tmp_path / f"m{k}", parts=PARTS, workers=workers)
+        merge_masks(raw, tmp_path / f"m{k}", parts=PARTS, **demo_merge(workers=workers))
         downscale(raw, tmp_path / f"m{k}", tmp_path / f"p{k}", **demo_downscale(workers=workers))
         outs.append({p.relative_to(tmp_path / f"p{k}"): p.read_bytes()
                      for p in sorted((tmp_path / f"p{k}").rglob("*")) if p.is_file()})
@@ -136,7 +136,7 @@ def test_bad_split_counts_name_the_counts(n, method, counts, message):
 
 
 def test_split_counts_through_downscale_and_an_empty_split_is_an_error(raw, tmp_path):
-    merge_masks(raw, tmp_path / "merged", parts=PARTS, workers=1)
+    merge_masks(raw, tmp_path / "merged", parts=PARTS, **demo_merge(workers=1))
     s = downscale(raw, tmp_path / "merged", tmp_path / "prep",
                   **demo_downscale(workers=1, split="counts", split_counts={"train": 3, "val": 1, "test": 2}))
     assert s["splits"] == {"train": 3, "val": 1, "test": 2}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prep_settings import demo_downscale
+from demo_params import demo_downscale, demo_merge
 
 from facesr.data.downscale import downscale
 from facesr.data.merge import merge_masks
@@ -27,7 +27,7 @@ def test_merge_and_downscale_sweep_a_killed_runs_leftovers(raw, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     kept = _litter(work, "merged") + _litter(work, "prep")
-    merge_masks(raw, work / "merged", parts=PARTS, workers=1)
+    merge_masks(raw, work / "merged", parts=PARTS, **demo_merge(workers=1))
     assert sorted(p.name for p in work.iterdir()) == sorted(["merged", *kept, ".prep.tmp-k1ll3d", ".prep.old-1234",
                                                               ".prep.tmp-file"])
     downscale(raw, work / "merged", work / "prep", **demo_downscale(workers=1))
