@@ -3,7 +3,7 @@ PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup weights lint clean-outputs chromium postgres mini mini-cpu mini-cpu-seeds thesis
+.PHONY: demo test test-long setup weights lint clean-outputs chromium postgres mini mini-cpu mini-cpu-seeds thesis
 
 $(BIN)/facesr: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -53,11 +53,15 @@ postgres:
 	  || { [ "$$(id -u)" = 0 ] && (apt-get install -y -q postgresql-15 || (apt-get update -q && apt-get install -y -q postgresql-15)); } \
 	  || echo "warning: no PostgreSQL 15 and not root: tests/infra will fail until it is installed"
 
-# The test suite; CI runs exactly this (.ci/run). `python -m pytest` puts the repo root on sys.path
-# (stages/, flows/).
+# The test suite (CI runs it, then test-long: .ci/run). `python -m pytest` puts the repo root on
+# sys.path (stages/, flows/). It includes a real `dvc repro` of the tiny profile (tests/test_pipeline.py);
+# the few end-to-end runs of several minutes each are marked `long` and run by test-long.
 test: weights chromium postgres
 	$(BIN)/ruff check .
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -m "not long"
+
+test-long: weights chromium postgres
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -m long
 
 lint: setup
 	$(BIN)/ruff check .

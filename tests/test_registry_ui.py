@@ -27,7 +27,7 @@ import pytest
 from facesr.provenance import tree_digest
 from tests.test_registry import EXPERIMENT, NAME, evaluate_scores, make_prepared, train_version
 
-pytestmark = pytest.mark.slow  # ~1.5-3 min: an MLflow server start (18-50 s here) and five Chromium page loads
+pytestmark = [pytest.mark.slow, pytest.mark.long]  # ~1.5-3 min: an MLflow server start (18-50 s here) and five Chromium page loads
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 

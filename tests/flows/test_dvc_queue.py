@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from repo_copy import copy_repo
 
-pytestmark = pytest.mark.slow  # two tiny pipelines, one after the other (the time is printed)
+pytestmark = [pytest.mark.slow, pytest.mark.long]  # two tiny pipelines, one after the other (the time is printed)
 
 BIN = Path(sys.executable).parent
 SEEDS = (0, 1)

@@ -38,7 +38,7 @@ from infra_cluster import (
 
 from facesr.metrics.spec import RESERVED
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 ALL = ["postgres", "prefect", "mlflow", "ray_head", "ray_worker"]
 STAGES = ["download", "merge_masks", "downscale", "train", "train_gan", "evaluate", "report"]
