@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 import yaml  # noqa: E402
 
-from facesr.config import ParamsError, load_section  # noqa: E402
+from facesr.config import ParamsError, load_section, load_shared  # noqa: E402
 
 
 def _pairs(items: list[str], what: str) -> dict:
@@ -49,14 +49,16 @@ def probe_trial(params_path: Path, profile: str, variant: str, loop: dict, model
     if variant not in section["variants"]:
         raise ParamsError(f"profile {profile!r}: no train variant {variant!r} "
                           f"(has {', '.join(section['variants'])})")
-    unknown = sorted(set(loop) - set(section["loop"]))
+    unknown = sorted(set(loop) - set(section["loop"]) - set(section["search"]))
     if unknown:
-        raise ParamsError(f"--set {', '.join(unknown)}: not a train.loop setting")
+        raise ParamsError(f"--set {', '.join(unknown)}: not a train.loop or train.search setting")
     section["variants"] = {variant: section["variants"][variant]}
-    section["search"] = {}
-    section["loop"].update(loop, val_lpips=False)
+    # one trial: the first point of the grid, with --set replacing a searched key's values
+    section["search"] = {k: [loop[k]] if k in loop else list(v)[:1] for k, v in section["search"].items()}
+    section["loop"].update({k: v for k, v in loop.items() if k not in section["search"]}, val_lpips=False)
     section["variants"][variant]["model_args"].update(model_args)
-    return parse_stage(section, stage="train", gan=False, smoke_test=smoke_test, source=str(params_path)).trials[0]
+    return parse_stage(section, stage="train", gan=False, smoke_test=smoke_test, source=str(params_path),
+                       mlflow=load_shared(params_path, "mlflow"), profile=profile).trials[0]
 
 
 def main(argv: list[str] | None = None) -> int:
