@@ -74,3 +74,11 @@ def prepared_synthetic(tmp_path_factory) -> Path:
     settings = load_section(REPO / "params.yaml", "downscale", profile="demo")
     downscale(base / "raw", base / "merged", base / "prepared", **settings)
     return base / "prepared"
+
+
+@pytest.fixture(params=[0o022, 0o077, 0o002], ids=lambda m: f"umask-{m:03o}")
+def umask(request):
+    """The process umask set to each of three values (file modes must follow it)."""
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)

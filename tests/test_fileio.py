@@ -22,13 +22,6 @@ from facesr.fileio import (
 )
 
 
-@pytest.fixture(params=[0o022, 0o077, 0o002], ids=lambda m: f"umask-{m:03o}")
-def umask(request):
-    old = os.umask(request.param)
-    yield request.param
-    os.umask(old)
-
-
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.lstat().st_mode)
 

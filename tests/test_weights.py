@@ -242,13 +242,6 @@ def test_cli_fetch_only_vgg19_offline_fails_clearly(tmp_path):
     assert "vgg19-dcbb9e9d.pth" in proc.stdout
 
 
-@pytest.fixture(params=[0o022, 0o077, 0o002], ids=lambda m: f"umask-{m:03o}")
-def umask(request):
-    old = os.umask(request.param)
-    yield request.param
-    os.umask(old)
-
-
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
