@@ -40,7 +40,6 @@ from facesr.metrics.spec import HEADLINE_NAMES as HEADLINE
 from facesr.metrics.spec import RESERVED
 
 TABLE_MODELS = ("bicubic", "srresnet", "method1", "method2")
-TRIALS_DIR = "trials"  # <models>/trials/<variant>/<trial>.pt: every trial the train stages exported
 
 
 class EvaluationError(ValueError):
@@ -248,6 +247,8 @@ def trial_paths(paths: Mapping[str, Path | None]) -> dict[str, dict[str, Path]]:
 
     A model trained once has one trial, the same weights as its exported file: nothing to add.
     """
+    from facesr.models.registry import TRIALS_DIR
+
     def natural(p: Path):
         return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.stem)]
 

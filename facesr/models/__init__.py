@@ -15,6 +15,7 @@ from facesr.models.output import SROutput
 from facesr.models.registry import (
     GENERATOR_FORMAT,
     MODELS,
+    TRIALS_DIR,
     GeneratorFileError,
     GeneratorFileNotFoundError,
     ModelConfigError,
@@ -42,4 +43,5 @@ __all__ = [
     "model_arg_names",
     "register_model",
     "save_generator",
+    "TRIALS_DIR",
 ]

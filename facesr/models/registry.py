@@ -17,6 +17,8 @@ from torch import nn
 from facesr.fileio import atomic_open
 
 GENERATOR_FORMAT = "facesr-generator/1"
+# <models>/trials/<variant>/<trial>.pt: every trial generator the train stages export beside the best
+TRIALS_DIR = "trials"
 
 MODELS: dict[str, type[nn.Module]] = {}
 

@@ -21,6 +21,7 @@ from typing import Any
 from facesr.config import ParamsError
 from facesr.data.util import sha256_file
 from facesr.fileio import atomic_write_text, replace_dir, sweep_stale, temp_dir_beside
+from facesr.models.registry import TRIALS_DIR
 from facesr.provenance import code_digest, tree_digest
 from facesr.services import check_mlflow
 from facesr.tracking import flat_params, log_dataset, run_tags, set_experiment, tracking_uri
@@ -36,8 +37,6 @@ def shared_identity(data: Path, init: str | Path | None) -> dict[str, str]:
     """The parts of a run identity every trial of a stage shares: data, init and code digests."""
     return {"data": tree_digest(data), "init": sha256_file(init) if init else "", "code": code_digest([LOOP_MODULE])}
 
-
-TRIALS_DIR = "trials"
 
 
 def trial_entries(config: StageConfig, identities: list[RunIdentity], results: list[TrialResult],
