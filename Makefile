@@ -58,10 +58,10 @@ postgres:
 # the few end-to-end runs of several minutes each are marked `long` and run by test-long.
 test: weights chromium postgres
 	$(BIN)/ruff check .
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -m "not long"
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -m "not long" --durations=15
 
 test-long: weights chromium postgres
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -m long
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -m long --durations=10
 
 lint: setup
 	$(BIN)/ruff check .
