@@ -186,6 +186,7 @@ def _weights(path: Path) -> dict:
     return torch.load(path, weights_only=True)["state_dict"]
 
 
+@pytest.mark.long  # ~4 min: the data stages, train and train_gan all rerun
 def test_changed_data_retrains_from_step_0_and_never_reuses_a_checkpoint(repo, env):
     """Issue 14: the prepared data changes -> train and train_gan run every trial from step 0 (their
     run identity names the new data and, for the GAN, the new Method 1), the exports differ."""
