@@ -168,7 +168,8 @@ def test_the_experiment_is_recorded_with_its_profile(repo, env):
     assert "profile: tiny" in (repo / "params.yaml").read_text()
 
 
-@pytest.mark.parametrize("where", [pytest.param("params.yaml", marks=pytest.mark.long), "profiles/tiny.yaml"])
+@pytest.mark.long  # ~2.5-3.5 min each: train_gan, evaluate and report rerun
+@pytest.mark.parametrize("where", ["params.yaml", "profiles/tiny.yaml"])
 def test_train_gan_param_reruns_only_its_downstream(repo, env, where):
     # a train_gan key changed in params.yaml, then in the selected profile (tracked by dvc.yaml too)
     path = repo / where
