@@ -8,7 +8,8 @@ the HR faces: the thesis protocol (RGB PSNR/SSIM, LPIPS alex), the literature pr
 with a prior branch, the mean IoU of their predicted parsing maps.
 
 Outputs (written atomically; nothing half-written is left if a model fails):
-- ``eval.json``: ``{model: {metric: mean over the test faces, ..., "n_images": N}}``, plus the
+- ``eval.json`` (its format is `facesr.results.EvalSummary`, built by `eval_summary`):
+  ``{model: {metric: mean over the test faces, ..., "n_images": N}}``, plus the
   reserved key ``comparisons``: ``{"<a>-<b>": {metric: {"mean_diff", "ci95": [lo, hi], "p_value",
   "n"}}}`` for every pair, `a` listed after `b` in ``evaluate.models`` (so ``method1-srresnet``),
   per headline metric: the paired difference a - b over the test faces (facesr.metrics.paired);
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -38,6 +38,7 @@ import numpy as np
 
 from facesr.metrics.spec import HEADLINE_NAMES as HEADLINE
 from facesr.metrics.spec import RESERVED
+from facesr.results import Comparison, EvalSummary, ModelScores, SeedSpread
 
 TABLE_MODELS = ("bicubic", "srresnet", "method1", "method2")
 
@@ -221,7 +222,7 @@ def per_image_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def comparisons(rows: Sequence[Mapping[str, Any]], models: Sequence[str]) -> dict[str, dict[str, dict]]:
+def comparisons(rows: Sequence[Mapping[str, Any]], models: Sequence[str]) -> dict[str, dict[str, Comparison]]:
     """Paired differences of every pair of `models` per headline metric, from the per-image rows.
 
     Keyed ``"<a>-<b>"`` with `a` listed after `b`, on the faces both were scored on.
@@ -229,7 +230,7 @@ def comparisons(rows: Sequence[Mapping[str, Any]], models: Sequence[str]) -> dic
     from facesr.metrics.paired import paired_difference
 
     faces = {m: {r["id"]: r for r in rows if r["model"] == m} for m in models}
-    out: dict[str, dict[str, dict]] = {}
+    out: dict[str, dict[str, Comparison]] = {}
     for j, a in enumerate(models):
         for b in models[:j]:
             key = f"{a}-{b}"
@@ -237,7 +238,9 @@ def comparisons(rows: Sequence[Mapping[str, Any]], models: Sequence[str]) -> dic
                 raise EvaluationError(f"evaluate.models: two pairs of models share the name {key!r}")
             ids = [i for i in faces[b] if i in faces[a]]
             out[key] = {
-                k: paired_difference([faces[a][i][k] for i in ids], [faces[b][i][k] for i in ids]) for k in HEADLINE
+                k: Comparison.from_dict(paired_difference([faces[a][i][k] for i in ids],
+                                                          [faces[b][i][k] for i in ids]), "paired_difference", k)
+                for k in HEADLINE
             }
     return out
 
@@ -261,40 +264,38 @@ def trial_paths(paths: Mapping[str, Path | None]) -> dict[str, dict[str, Path]]:
     return out
 
 
-def seed_spread(trials: Mapping[str, Mapping[str, Path]], summary: Mapping[str, Mapping[str, Any]]) -> dict:
-    """``{model: {metric: {"mean", "sd", "n_seeds"}}}`` over the means of each model's trials
+def seed_spread(trials: Mapping[str, Mapping[str, Path]],
+                summary: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, SeedSpread]]:
+    """``{model: {metric: SeedSpread(mean, sd, n_seeds)}}`` over the means of each model's trials
     (`summary` keyed ``<model>@<trial>``), per headline metric; sd is the sample sd (ddof 1)."""
-    out: dict[str, dict[str, dict[str, Any]]] = {}
+    out: dict[str, dict[str, SeedSpread]] = {}
     for model, files in trials.items():
         out[model] = {}
         for k in HEADLINE:
             values = np.array([summary[f"{model}@{t}"][k] for t in files], dtype=np.float64)
             values = values[np.isfinite(values)]
-            out[model][k] = {"mean": float(values.mean()) if values.size else None,
-                             "sd": float(values.std(ddof=1)) if values.size > 1 else None,
-                             "n_seeds": int(values.size)}
+            out[model][k] = SeedSpread(mean=float(values.mean()) if values.size else None,
+                                       sd=float(values.std(ddof=1)) if values.size > 1 else None,
+                                       n_seeds=int(values.size))
     return out
 
 
-def summary_json(summary: Mapping[str, Mapping[str, float | None]],
-                 comparisons: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
-                 seeds: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None) -> str:
-    """JSON of the means (and the comparisons and seeds); a metric no face had (a region absent
-    everywhere) is null, not NaN. Values are rounded to 6 decimals, p-values not (a small one would
-    read 0)."""
-    def rounded(v):
-        if isinstance(v, Mapping):
-            return {k: x if k == "p_value" else rounded(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [rounded(x) for x in v]
-        return round(v, 6) if isinstance(v, float) else v
+def eval_summary(summary: Mapping[str, Mapping[str, float | None]],
+                 comparisons: Mapping[str, Mapping[str, Comparison]] | None = None,
+                 seeds: Mapping[str, Mapping[str, SeedSpread]] | None = None) -> EvalSummary:
+    """eval.json as an `EvalSummary`: the means of `EvalResult.summary` (with their ``n_images``),
+    the comparisons (None: no such key in the file) and the seeds (empty or None: none)."""
+    return EvalSummary(models={m: ModelScores.from_dict(s, "evaluate", m) for m, s in summary.items()},
+                       comparisons=None if comparisons is None else {p: dict(c) for p, c in comparisons.items()},
+                       seeds={m: dict(s) for m, s in (seeds or {}).items()})
 
-    data = rounded(summary)
-    if comparisons is not None:
-        data["comparisons"] = rounded(comparisons)
-    if seeds:
-        data["seeds"] = rounded(seeds)
-    return json.dumps(data, indent=2) + "\n"
+
+def summary_json(summary: Mapping[str, Mapping[str, float | None]],
+                 comparisons: Mapping[str, Mapping[str, Comparison]] | None = None,
+                 seeds: Mapping[str, Mapping[str, SeedSpread]] | None = None) -> str:
+    """eval.json's text (`EvalSummary.to_json`, which defines the format: a metric no face had is
+    null, values rounded to 6 decimals, p-values not)."""
+    return eval_summary(summary, comparisons, seeds).to_json()
 
 
 def log_to_mlflow(

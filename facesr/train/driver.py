@@ -4,15 +4,15 @@
 opens the MLflow parent run, runs every trial under Ray Tune, exports the best trial of each
 variant to ``<models>/<variant>.pt`` and its curves to ``<curves>/<variant>.csv``, every finished
 trial's generator to ``<models>/trials/<variant>/<name>.pt`` (the same format; `name` from its
-search point, e.g. ``seed1``, so evaluate can score each seed), writes the metrics JSON (with every
-identity, and per variant its trials and which one is the export), and logs and registers each
-exported generator. Outputs are written beside the targets and renamed at the end; when some
-trials fail for good, the variants that finished are still exported before the stage raises.
+search point, e.g. ``seed1``, so evaluate can score each seed), writes the metrics JSON (a
+`facesr.results.TrainSummary`: every identity, and per variant its trials and which one is the
+export), and logs and registers each exported generator. Outputs are written beside the targets and
+renamed at the end; when some trials fail for good, the variants that finished are still exported
+before the stage raises.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -20,9 +20,18 @@ from typing import Any
 
 from facesr.config import ParamsError
 from facesr.data.util import sha256_file
-from facesr.fileio import atomic_write_text, replace_dir, sweep_stale, temp_dir_beside
+from facesr.fileio import replace_dir, sweep_stale, temp_dir_beside
 from facesr.models.registry import TRIALS_DIR
 from facesr.provenance import code_digest, tree_digest
+from facesr.results import (
+    TrainIdentity,
+    TrainSelection,
+    TrainSummary,
+    TrainTracking,
+    TrialEntry,
+    VariantEntry,
+    VariantTrial,
+)
 from facesr.services import check_mlflow
 from facesr.tracking import flat_params, log_dataset, run_tags, set_experiment, tracking_uri
 from facesr.train.checkpoint import RunIdentity
@@ -40,20 +49,27 @@ def shared_identity(data: Path, init: str | Path | None) -> dict[str, str]:
 
 
 def trial_entries(config: StageConfig, identities: list[RunIdentity], results: list[TrialResult],
-                  best: dict[str, TrialResult]) -> dict[str, list[dict[str, Any]]]:
-    """Per variant, its trials as metrics JSON lists them: name, seed, search point, file (under
+                  best: dict[str, TrialResult]) -> dict[str, list[VariantTrial]]:
+    """Per variant, its trials as the metrics JSON lists them: name, seed, search point, file (under
     <models>; None for a failed trial), val_psnr, and whether it is the exported <variant>.pt."""
     by_run = {r.name: r for r in results}
-    out: dict[str, list[dict[str, Any]]] = {}
+    out: dict[str, list[VariantTrial]] = {}
     for trial, identity, point, label in zip(config.trials, identities, config.points, config.labels):
         r = by_run.get(trial_name(trial, identity))
         done = r is not None and r.error is None
-        out.setdefault(trial.variant, []).append({
-            "name": label, "seed": trial.loop.seed, "point": point, "run": trial_name(trial, identity),
-            "file": f"{TRIALS_DIR}/{trial.variant}/{label}.pt" if done else None,
-            "val_psnr": r.metrics.get("val_psnr") if done and r.metrics else None,
-            "exported": done and best.get(trial.variant) is r})
+        out.setdefault(trial.variant, []).append(VariantTrial(
+            name=label, seed=trial.loop.seed, point=point, run=trial_name(trial, identity),
+            file=f"{TRIALS_DIR}/{trial.variant}/{label}.pt" if done else None,
+            val_psnr=r.metrics.get("val_psnr") if done and r.metrics else None,
+            exported=done and best.get(trial.variant) is r))
     return out
+
+
+def trial_entry(r: TrialResult) -> TrialEntry:
+    """A trial's entry in the metrics JSON's `trials`."""
+    return TrialEntry(name=r.name, variant=r.variant, fingerprint=r.fingerprint, error=r.error,
+                      mlflow_run_id=r.mlflow_run_id, metrics=r.metrics, step=r.step, resumed_from=r.resumed_from,
+                      lpips_skipped=r.lpips_skipped, train_s=r.train_s, node_id=r.node_id)
 
 
 def run_stage(config: StageConfig, *, data: str | Path, models: str | Path, metrics: str | Path,
@@ -97,29 +113,31 @@ def run_stage(config: StageConfig, *, data: str | Path, models: str | Path, metr
                 shutil.copy2(r.files / "curves.csv", tmp_curves / f"{variant}.csv")
             # every finished trial, so each seed can be scored (always: a small model is KBs to MBs)
             by_run = {r.name: r for r in results}
-            for entry in (t for trials in per_variant.values() for t in trials if t["file"]):
-                (tmp_models / entry["file"]).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(by_run[entry["run"]].files / "generator.pt", tmp_models / entry["file"])
+            for entry in (t for trials in per_variant.values() for t in trials if t.file):
+                (tmp_models / entry.file).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(by_run[entry.run].files / "generator.pt", tmp_models / entry.file)
             replace_dir(tmp_models, models)
             replace_dir(tmp_curves, curves)
 
-            summary: dict[str, Any] = {
-                "stage": config.stage, "smoke_test": smoke_test, "select": vars(config.select),
-                "identity": shared,
-                "mlflow": {"tracking_uri": uri, "experiment": config.mlflow.experiment,
-                           "parent_run_id": parent.info.run_id},
-                "variants": {}, "trials": [r.summary() for r in results]}
+            variants: dict[str, VariantEntry] = {}
             for variant, r in best.items():
                 name = config.variants[variant].registered_name
                 version = log_generator(uri, r.mlflow_run_id, models / f"{variant}.pt", name)
-                summary["variants"][variant] = {
-                    "trial": r.name, "fingerprint": r.fingerprint, "metrics": r.metrics, "step": r.step,
-                    "resumed_from": r.resumed_from, "train_s": r.train_s, "model": str(models / f"{variant}.pt"),
-                    "registered_model": f"models:/{name}/{version}", "lpips_skipped": r.lpips_skipped,
-                    "exported_trial": next(t["name"] for t in per_variant[variant] if t["exported"]),
-                    "trials": per_variant[variant]}
+                variants[variant] = VariantEntry(
+                    trial=r.name, fingerprint=r.fingerprint, metrics=r.metrics, step=r.step,
+                    resumed_from=r.resumed_from, train_s=r.train_s, model=str(models / f"{variant}.pt"),
+                    registered_model=f"models:/{name}/{version}", lpips_skipped=r.lpips_skipped,
+                    exported_trial=next(t.name for t in per_variant[variant] if t.exported),
+                    trials=tuple(per_variant[variant]))
                 mlflow.log_metrics({f"{variant}.{k}": float(v) for k, v in r.metrics.items()})
-            atomic_write_text(metrics, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+            summary = TrainSummary(
+                stage=config.stage, smoke_test=smoke_test,
+                select=TrainSelection(metric=config.select.metric, mode=config.select.mode),
+                identity=TrainIdentity(**shared),
+                mlflow=TrainTracking(tracking_uri=uri, experiment=config.mlflow.experiment,
+                                     parent_run_id=parent.info.run_id),
+                variants=variants, trials=tuple(trial_entry(r) for r in results))
+            summary.write(metrics)
             mlflow.log_artifact(str(metrics))
 
             if failed := [r for r in results if r.error is not None]:
@@ -130,5 +148,5 @@ def run_stage(config: StageConfig, *, data: str | Path, models: str | Path, metr
                     f"retries ({reasons}); finished variants were exported to {models}")
     finally:
         shutil.rmtree(collect, ignore_errors=True)
-    return summary
+    return summary.to_dict()
 
