@@ -14,12 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from facesr.fileio import read_json
-from facesr.metrics.paired import significant
-from facesr.metrics.spec import HEADLINE, METRICS, RESERVED, fmt
+from facesr.metrics.spec import HEADLINE, METRICS, fmt
 from facesr.report import figures
 from facesr.report.document import Document, Image, Section, Table, Text, to_html, to_markdown
 from facesr.report.reference import LABELS, LITERATURE, THESIS_TABLE
+from facesr.results import Comparison, EvalSummary, ModelScores, ResultsError, SeedSpread
 
 BASELINE = "srresnet"  # the model the paired "vs" column compares with
 
@@ -28,19 +27,12 @@ class ReportError(ValueError):
     """An input of the report is missing or malformed; the message names the file."""
 
 
-def read_eval(path: Path) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
-    """The per-model means and the reserved keys (``comparisons``, ``seeds``) of eval.json."""
-    data = read_json(path, ReportError, missing="evaluation metrics not found (run the evaluate stage first)")
-    if not isinstance(data, dict):
-        raise ReportError(f"{path}: expected {{model: {{metric: value}}}}")
-    summary = {m: s for m, s in data.items() if m not in RESERVED}
-    if not summary or not all(isinstance(v, dict) for v in summary.values()):
-        raise ReportError(f"{path}: expected {{model: {{metric: value}}}}")
-    for model, scores in summary.items():
-        missing = [m.name for m in HEADLINE if m.name not in scores]
-        if missing:
-            raise ReportError(f"{path}: model '{model}' lacks {', '.join(missing)}")
-    return summary, {k: data[k] for k in RESERVED if isinstance(data.get(k), dict)}
+def read_eval(path: Path) -> EvalSummary:
+    """eval.json, checked as `facesr.results.EvalSummary` (a file of another shape names its key)."""
+    try:
+        return EvalSummary.read(path, missing="evaluation metrics not found (run the evaluate stage first)")
+    except ResultsError as exc:
+        raise ReportError(str(exc)) from exc
 
 
 def read_per_image(path: Path) -> list[dict[str, Any]]:
@@ -60,9 +52,10 @@ def read_per_image(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _best(summary: Mapping[str, Mapping[str, float]], key: str) -> str | None:
+def _best(summary: Mapping[str, ModelScores], key: str) -> str | None:
     vals = {
-        m: s[key] for m, s in summary.items() if isinstance(s.get(key), (int, float)) and np.isfinite(s[key])
+        m: s.metrics[key] for m, s in summary.items()
+        if isinstance(s.metrics.get(key), (int, float)) and np.isfinite(s.metrics[key])
     }
     if not vals:
         return None
@@ -70,18 +63,18 @@ def _best(summary: Mapping[str, Mapping[str, float]], key: str) -> str | None:
     return pick(vals, key=vals.get)
 
 
-def paired_cell(key: str, comparison: Mapping[str, Any] | None) -> str:
+def paired_cell(key: str, comparison: Comparison | None) -> str:
     """``+0.19 [+0.12, +0.26]*``: mean paired difference, its 95% CI, ``*`` where the CI excludes 0."""
-    if not comparison:
+    if comparison is None:
         return "-"
-    lo, hi = comparison["ci95"]
-    mark = "*" if significant(comparison) else ""
-    return f"{fmt(key, comparison['mean_diff'], signed=True)} [{fmt(key, lo, signed=True)}, " \
+    lo, hi = comparison.ci95
+    mark = "*" if comparison.significant else ""
+    return f"{fmt(key, comparison.mean_diff, signed=True)} [{fmt(key, lo, signed=True)}, " \
            f"{fmt(key, hi, signed=True)}]{mark}"
 
 
-def table_rows(summary: Mapping[str, Mapping[str, float]],
-               comparisons: Mapping[str, Mapping[str, Any]] | None = None) -> Table:
+def table_rows(summary: Mapping[str, ModelScores],
+               comparisons: Mapping[str, Mapping[str, Comparison]] | None = None) -> Table:
     """Table 4.1 beside the thesis, best of each column marked; with the paired comparisons and
     SRResNet among the models, a "vs SRResNet" column (PSNR difference, 95% CI)."""
     vs = BASELINE in summary and bool(comparisons)
@@ -91,10 +84,10 @@ def table_rows(summary: Mapping[str, Mapping[str, float]],
     rows, marks = [], []
     for model, scores in summary.items():
         ref = THESIS_TABLE.get(model)
-        cells = [LABELS.get(model, model)] + [m.format(scores.get(m.name)) for m in HEADLINE]
+        cells = [LABELS.get(model, model)] + [m.format(scores.metrics.get(m.name)) for m in HEADLINE]
         if ref is not None:
             cells += [fmt("psnr", ref[1]), fmt("ssim", ref[2]), fmt("lpips", ref[3]),
-                      fmt("psnr", scores["psnr"] - ref[1], signed=True)]
+                      fmt("psnr", scores.metrics["psnr"] - ref[1], signed=True)]
         else:
             cells += ["-", "-", "-", "-"]
         if vs:
@@ -104,45 +97,45 @@ def table_rows(summary: Mapping[str, Mapping[str, float]],
     return Table(header, rows, marks)
 
 
-def comparison_rows(summary: Mapping[str, Mapping[str, float]],
-                    comparisons: Mapping[str, Mapping[str, Any]]) -> Table | None:
+def comparison_rows(summary: Mapping[str, ModelScores],
+                    comparisons: Mapping[str, Mapping[str, Comparison]]) -> Table | None:
     """Every headline metric's paired difference of each model against SRResNet; None without both."""
     pairs = [(m, comparisons[f"{m}-{BASELINE}"]) for m in summary if f"{m}-{BASELINE}" in comparisons]
     if BASELINE not in summary or not pairs:
         return None
     header = ["Method", *(f"Δ{m.label}" for m in HEADLINE), "faces"]
     rows = [[LABELS.get(m, m), *(paired_cell(h.name, c.get(h.name)) for h in HEADLINE),
-             str(c[HEADLINE[0].name]["n"])] for m, c in pairs]
+             str(c[HEADLINE[0].name].n)] for m, c in pairs]
     return Table(header, rows)
 
 
-def seed_rows(seeds: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> Table | None:
+def seed_rows(seeds: Mapping[str, Mapping[str, SeedSpread]]) -> Table | None:
     """Mean ± sd over each model's seeds (eval.json's `seeds`), per headline metric; None without."""
     if not seeds:
         return None
     header = ["Method", *(m.label for m in HEADLINE), "seeds"]
     rows = []
     for model, spread in seeds.items():
-        cells = [f"{m.format(spread[m.name]['mean'])} ± {m.format(spread[m.name]['sd'])}"
+        cells = [f"{m.format(spread[m.name].mean)} ± {m.format(spread[m.name].sd)}"
                  if m.name in spread else "-" for m in HEADLINE]
-        rows.append([LABELS.get(model, model), *cells, str(max(v["n_seeds"] for v in spread.values()))])
+        rows.append([LABELS.get(model, model), *cells, str(max(v.n_seeds for v in spread.values()))])
     return Table(header, rows)
 
 
 def ablation_rows(
-    summary: Mapping[str, Mapping[str, float]], train_seconds: Mapping[str, float], reference: str = "method1"
+    summary: Mapping[str, ModelScores], train_seconds: Mapping[str, float], reference: str = "method1"
 ) -> Table | None:
     """Models beyond Table 4.1 (ablations, the equal-wall-clock baseline) against `reference`."""
     extras = [m for m in summary if m not in THESIS_TABLE]
     if not extras or reference not in summary:
         return None
-    ref = summary[reference]
+    ref = summary[reference].metrics
     shown, compared = ("psnr", "ssim", "lpips"), ("psnr", "ssim")
     header = ["Model", *(METRICS[k].label for k in shown), *(f"Δ{METRICS[k].label} vs {reference}" for k in compared),
               "training min"]
     rows = []
     for m in [reference, *extras]:
-        s = summary[m]
+        s = summary[m].metrics
         minutes = train_seconds.get(m)
         rows.append([m, *(fmt(k, s.get(k)) for k in shown),
                      *("-" if m == reference else fmt(k, s[k] - ref[k], signed=True) for k in compared),
@@ -162,15 +155,15 @@ def train_seconds(curve_dirs: Mapping[str, str | Path]) -> dict[str, float]:
     return out
 
 
-def extra_rows(summary: Mapping[str, Mapping[str, float]]) -> Table | None:
+def extra_rows(summary: Mapping[str, ModelScores]) -> Table | None:
     """Per-region PSNR, parsing mIoU and sharpness: every metric beyond the headline ones."""
     keys: list[str] = []
     for scores in summary.values():
-        keys += [k for k in scores if k not in METRICS or not METRICS[k].headline
-                 if k != "n_images" and k not in keys]
+        keys += [k for k in scores.metrics if k not in METRICS or not METRICS[k].headline if k not in keys]
     if not keys:
         return None
-    return Table(["Method"] + keys, [[LABELS.get(m, m)] + [fmt(k, s.get(k)) for k in keys] for m, s in summary.items()])
+    return Table(["Method"] + keys,
+                 [[LABELS.get(m, m)] + [fmt(k, s.metrics.get(k)) for k in keys] for m, s in summary.items()])
 
 
 class _Images:
@@ -222,8 +215,8 @@ def build_report(
     """
     out = Path(out)
     images = Path(images)
-    summary, reserved = read_eval(Path(eval_json))
-    comparisons = reserved.get("comparisons", {})
+    scores = read_eval(Path(eval_json))
+    summary, comparisons = scores.models, scores.comparisons or {}
     rows = read_per_image(Path(per_image_csv))
     load = _Images(images)
     img_dir = out / "img"
@@ -234,7 +227,7 @@ def build_report(
     ids = sorted({r["id"] for r in rows}, key=[r["id"] for r in rows].index)
     titles = {(f, m): f"{fmt('psnr', r['psnr'])} dB" for (f, m), r in per_face.items()}
     labels = {"lr": "LR (x8 nearest)", "hr": "HR", **LABELS}
-    n_images = max(int(s.get("n_images", 0)) for s in summary.values())
+    n_images = max(s.n_images for s in summary.values())
 
     main = table_rows({m: summary[m] for m in models}, comparisons)
     intro = (
@@ -252,7 +245,7 @@ def build_report(
                Table(["Method", "PSNR", "SSIM"], [[k, fmt("psnr", v[0]), fmt("ssim", v[1])]
                                                   for k, v in LITERATURE.items()])]
     sections = [Section("Table 4.1: ours beside the thesis", blocks)]
-    spread = seed_rows(reserved.get("seeds", {}))
+    spread = seed_rows(scores.seeds)
     if spread is not None:
         sections.append(Section("Across seeds", [Text(SEEDS_TEXT, note=True), spread]))
     paired = comparison_rows(summary, comparisons)

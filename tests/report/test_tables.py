@@ -2,13 +2,14 @@
 
 from facesr.report.build import ablation_rows, table_rows, train_seconds
 from facesr.report.document import Document, Section, to_markdown
+from facesr.results import Comparison, ModelScores, SeedSpread
 
-SUMMARY = {
+SUMMARY = {m: ModelScores(metrics, n_images=25) for m, metrics in {
     "bicubic": {"psnr": 22.0, "ssim": 0.59, "lpips": 0.53},
     "method1": {"psnr": 24.20, "ssim": 0.700, "lpips": 0.26},
     "method1_noprior": {"psnr": 24.05, "ssim": 0.695, "lpips": 0.27},
     "srresnet_wallclock": {"psnr": 24.31, "ssim": 0.702, "lpips": 0.25},
-}
+}.items()}
 
 
 def test_ablation_rows_compare_every_extra_model_with_method1(tmp_path):
@@ -55,30 +56,35 @@ def test_vs_srresnet_column_with_interval_and_mark(tmp_path):
                              "lpips": same, "psnr_y": same, "ssim_y": same},
     }
     (tmp_path / "eval.json").write_text(json.dumps(summary | {"comparisons": comparisons}))
-    read, reserved = read_eval(tmp_path / "eval.json")
+    scores = read_eval(tmp_path / "eval.json")
+    read, read_comparisons = scores.models, scores.comparisons
     assert list(read) == ["bicubic", "srresnet", "method1"]  # the reserved key is not a model
-    assert reserved["comparisons"] == comparisons
+    assert read["method1"] == ModelScores({k: v for k, v in summary["method1"].items() if k != "n_images"}, 25)
+    assert read_comparisons["method1-srresnet"]["psnr"] == Comparison(0.19, (0.12, 0.26), 0.01, 25)
+    assert {p: {k: vars(c) | {"ci95": list(c.ci95)} for k, c in m.items()} for p, m in read_comparisons.items()} \
+        == comparisons
+    assert scores.seeds == {}
 
-    main = table_rows(read, reserved["comparisons"])
+    main = table_rows(read, read_comparisons)
     assert main.header[-1] == "vs SRResNet"
     column = {row[0]: row[-1] for row in main.rows}
     assert column == {"Bicubic": "-", "SRResNet": "-", "Method 1": "+0.19 [+0.12, +0.26]*"}
 
-    paired = comparison_rows(read, reserved["comparisons"])
+    paired = comparison_rows(read, read_comparisons)
     assert paired.rows == [["Method 1", "+0.19 [+0.12, +0.26]*", "+0.0029 [-0.0004, +0.0060]",
                             "+0.0000 [+0.0000, +0.0000]", "+0.00 [+0.00, +0.00]", "+0.0000 [+0.0000, +0.0000]", "25"]]
 
     # Without SRResNet (or without comparisons) there is no column and no paired table.
     no_srresnet = {m: read[m] for m in ("bicubic", "method1")}
-    assert "vs SRResNet" not in table_rows(no_srresnet, reserved["comparisons"]).header
-    assert comparison_rows(no_srresnet, reserved["comparisons"]) is None
+    assert "vs SRResNet" not in table_rows(no_srresnet, read_comparisons).header
+    assert comparison_rows(no_srresnet, read_comparisons) is None
     assert "vs SRResNet" not in table_rows(read).header
 
 
 def test_seed_rows_show_mean_and_sd():
     from facesr.report.build import seed_rows
 
-    spread = {k: {"mean": 24.213, "sd": 0.0512, "n_seeds": 3} for k in ("psnr", "ssim", "lpips", "psnr_y", "ssim_y")}
+    spread = {k: SeedSpread(mean=24.213, sd=0.0512, n_seeds=3) for k in ("psnr", "ssim", "lpips", "psnr_y", "ssim_y")}
     table = seed_rows({"method1": spread})
     assert table.header[0] == "Method" and table.header[-1] == "seeds"
     assert table.rows == [["Method 1", "24.21 ± 0.05", "24.2130 ± 0.0512", "24.2130 ± 0.0512", "24.21 ± 0.05",
