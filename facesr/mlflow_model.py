@@ -24,7 +24,6 @@ the alias ``champion`` as `CHAMPION_RULE` says.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -39,6 +38,8 @@ import mlflow
 import numpy as np
 from mlflow.models import Model, ModelSignature
 from mlflow.types import Schema, TensorSpec
+
+from facesr.fileio import sha256_file
 
 # The artifact name of the generator file in the pyfunc flavour's config; facesr.load looks for it.
 GENERATOR_ARTIFACT = "generator"
@@ -88,14 +89,6 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         with torch.inference_mode():
             out = self.model(torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)).to(self.device))
         return out.sr.clamp(0.0, 1.0).cpu().numpy()
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def alias_for_profile(profile: str) -> str:
@@ -150,7 +143,7 @@ def log_generator(uri: str, run_id: str, generator_path: str | Path, registered_
     client = mlflow.MlflowClient(uri)
     identity = (meta.get("extra") or {}).get("identity") or {}
     profile = client.get_run(run_id).data.tags.get("profile")
-    tags = {"generator_sha256": file_sha256(generator_path), "run_fingerprint": identity.get("fingerprint"),
+    tags = {"generator_sha256": sha256_file(generator_path), "run_fingerprint": identity.get("fingerprint"),
             "data_sha256": identity.get("data"), "profile": profile, "facesr_model": meta["model"]}
     for key, value in tags.items():
         if value:
@@ -177,7 +170,7 @@ class Scored:
 def versions_of_file(client, generator_path: str | Path) -> list:
     """The registered versions whose model holds exactly the generator file at `generator_path`
     (found by the `generator_sha256` tag `log_generator` sets), oldest first."""
-    sha = file_sha256(generator_path)
+    sha = sha256_file(generator_path)
     found = client.search_model_versions(f"tags.generator_sha256 = '{sha}'")
     return sorted(found, key=lambda mv: (mv.name, int(mv.version)))
 
