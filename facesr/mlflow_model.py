@@ -39,12 +39,12 @@ import numpy as np
 from mlflow.models import Model, ModelSignature
 from mlflow.types import Schema, TensorSpec
 
+from facesr.data.layout import LR_SIZE
 from facesr.fileio import sha256_file
 
 # The artifact name of the generator file in the pyfunc flavour's config; facesr.load looks for it.
 GENERATOR_ARTIFACT = "generator"
 CODE_FILE = Path(__file__).with_name("mlflow_pyfunc.py")
-LR_SIZE = 16
 CHAMPION = "champion"
 LATEST_PREFIX = "latest-"
 # the evaluate metrics a version is tagged with and the champion is chosen by (the first)
@@ -76,9 +76,14 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from facesr.device import resolve_device
         from facesr.models import load_generator
+        from facesr.models.predictor import Predictor
 
         self.device = resolve_device("auto")
-        self.model, self.meta = load_generator(context.artifacts[GENERATOR_ARTIFACT], map_location=self.device)
+        model, self.meta = load_generator(context.artifacts[GENERATOR_ARTIFACT], map_location=self.device)
+        # fp32 in the contiguous format, as this model has always served: a served version's outputs
+        # do not depend on whether the serving machine has fast bf16
+        self.predictor = Predictor(model, device=self.device, precision="fp32", channels_last=False,
+                                   setting="GeneratorModel")
 
     def predict(self, context, model_input: np.ndarray, params: dict[str, Any] | None = None) -> np.ndarray:
         import torch
@@ -86,9 +91,7 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         lr = np.asarray(model_input)
         if lr.ndim != 4 or lr.shape[1:] != (3, LR_SIZE, LR_SIZE):
             raise ValueError(f"expected a batch of LR faces (N, 3, {LR_SIZE}, {LR_SIZE}), got shape {lr.shape}")
-        with torch.inference_mode():
-            out = self.model(torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)).to(self.device))
-        return out.sr.clamp(0.0, 1.0).cpu().numpy()
+        return self.predictor(torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))).sr.cpu().numpy()
 
 
 def alias_for_profile(profile: str) -> str:
@@ -114,9 +117,10 @@ def log_generator(uri: str, run_id: str, generator_path: str | Path, registered_
     from importlib.metadata import version
 
     from facesr.models import load_generator
+    from facesr.models.predictor import upscale_of
 
     _, meta = load_generator(generator_path)
-    upscale = int(meta["model_args"].get("upscale", 8))
+    upscale = upscale_of(meta)
     mlflow.set_tracking_uri(uri)
     # an inherited MLFLOW_RUN_ID would make start_run resume that run instead (mlflow#15713)
     os.environ.pop("MLFLOW_RUN_ID", None)
