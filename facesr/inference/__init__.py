@@ -8,7 +8,7 @@ SR, paste. One module per concern:
 
 - `errors`: the error classes;
 - `images`: the decoding policy (any input as 8-bit RGB with notes, or an error naming the file);
-- `loading`: model sources (files, MLflow, names from dvc.yaml) -> `Upscaler`;
+- `loading`: model sources (files, MLflow, pipeline names) -> `Upscaler`;
 - `upscaler`: `Upscaler` (a `facesr.models.predictor.Predictor` and the input kinds around it);
 - `lowres`: the LR of a face crop, made the way training made it;
 - `render`: SR tensors as images, parsing overlays, compare strips, PNG files;
@@ -36,7 +36,6 @@ from facesr.inference.loading import (
     PickleLoadWarning,
     find_dvc_yaml,
     load,
-    pipeline_model_dirs,
     resolve_name,
 )
 from facesr.inference.lowres import LR_SIZE, to_lr
@@ -55,6 +54,6 @@ __all__ = [
     "BadImageError", "InferenceError", "LoadedImage", "ModelSourceError", "OutputClashError", "OutputTooLargeError",
     "PhotoResult", "PickleLoadWarning", "RunReport", "Upscaler",
     "add_parser", "collect_inputs", "compare_strip", "find_dvc_yaml", "load", "parsing_overlay",
-    "pipeline_model_dirs", "read_image", "resolve_name", "run_cli", "save_atomic", "tensor_to_pil", "to_lr",
+    "read_image", "resolve_name", "run_cli", "save_atomic", "tensor_to_pil", "to_lr",
     "upscale_files", "upscale_photo",
 ]
