@@ -128,6 +128,8 @@ def evaluate(
     from facesr.data.util import progress as progress_bar
     from facesr.device import resolve_device, resolve_precision
     from facesr.metrics import LPIPS, compute_metrics
+    from facesr.metrics.means import MeanAccumulator
+    from facesr.models.predictor import Predictor
 
     if batch_size < 1:
         raise EvaluationError(f"evaluate.batch_size must be >= 1, got {batch_size}")
@@ -149,9 +151,10 @@ def evaluate(
             _save_pngs(images / sub, ids, np.asarray(test[key][:n]))
 
     for name, path in paths.items():
-        model = prec.prepare(load_table_model(name, path, device))
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
+        # no_grad, not inference_mode: the SR faces go on into LPIPS, whose weights are parameters
+        predictor = Predictor(load_table_model(name, path, device), device=device, precision=prec,
+                              inference_mode=False)
+        means = MeanAccumulator()
         kept_parsing: list[np.ndarray] = []
         bar = progress_bar(total=n, desc=f"evaluate {name}", unit="face", enabled=progress)
         for start in range(0, n, batch_size):
@@ -159,10 +162,7 @@ def evaluate(
             lr = _to_tensor(test["lr"][start:stop], device)
             hr = _to_tensor(test["hr"][start:stop], device)
             gt_parsing = torch.from_numpy(np.array(test["parsing"][start:stop])).to(device).float() / 255.0
-            with torch.no_grad(), prec.autocast():
-                out = model(prec.inputs(lr))
-            sr = out.sr.float().clamp(0, 1)
-            pred = None if out.parsing is None else out.parsing.float()
+            sr, pred = predictor(lr)
             scores = compute_metrics(
                 sr, hr, lpips=lpips_fn, parsing=gt_parsing, pred_parsing=pred, parts=parts
             )
@@ -171,22 +171,18 @@ def evaluate(
                 row = {"model": name, "id": ids[start + i]}
                 row.update({k: float(v[i]) for k, v in scores.items()})
                 result.rows.append(row)
-            for k, v in scores.items():
-                # Region PSNR is NaN where a face lacks the region: average over the faces that have it.
-                finite = np.isfinite(v)
-                sums[k] = sums.get(k, 0.0) + float(v[finite].sum())
-                counts[k] = counts.get(k, 0) + int(finite.sum())
+            # Region PSNR is NaN where a face lacks the region: averaged over the faces that have it.
+            means.add(scores)
             if images is not None:
                 _save_pngs(images / name, ids[start:stop], _to_uint8(sr))
                 if pred is not None and sum(len(p) for p in kept_parsing) < save_parsing:
                     kept_parsing.append((pred.clamp(0, 1) * 255).round().byte().cpu().numpy())
             bar.update(stop - start)
         bar.close()
-        missing = [k for k in HEADLINE if k not in sums]
+        missing = [k for k in HEADLINE if k not in means.sums]
         if missing:
             raise EvaluationError(f"facesr.metrics.compute_metrics returned no {', '.join(missing)}")
-        means = {k: (sums[k] / counts[k] if counts[k] else None) for k in sums}
-        result.summary[name] = means | {"n_images": n}
+        result.summary[name] = means.means() | {"n_images": n}
         if images is not None and kept_parsing:
             if not (images / "hr" / "parsing.npz").is_file():
                 # The HR maps of the same faces, for the report's predicted-vs-annotated overlay.
@@ -194,7 +190,7 @@ def evaluate(
                 np.savez_compressed(images / "hr" / "parsing.npz", ids=np.asarray(ids[: len(gt)]), parsing=gt)
             maps = np.concatenate(kept_parsing)[:save_parsing]
             np.savez_compressed(images / name / "parsing.npz", ids=np.asarray(ids[: len(maps)]), parsing=maps)
-        del model
+        del predictor
     return result
 
 

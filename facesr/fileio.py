@@ -7,13 +7,15 @@ only hidden ``.<name>.tmp-*`` / ``.<name>.old-*`` siblings, which `sweep_stale` 
 start of the job that writes `<name>`.
 
 `read_json` is its reading counterpart for the project's JSON documents (manifests, eval.json): a
-missing or unparsable file raises the caller's error type with the path in the message.
+missing or unparsable file raises the caller's error type with the path in the message, and
+`sha256_file` is the one digest of a file's bytes (downloads, weights, generator files, data trees).
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -150,3 +152,12 @@ def read_json(path: str | Path, error: type[Exception] = ValueError, *, missing:
         return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise error(f"{path}: not valid JSON ({exc})") from exc
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The hex sha256 of the file at `path`, read in `chunk`-byte blocks (a 3 GB zip never sits in memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

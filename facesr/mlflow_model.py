@@ -24,7 +24,6 @@ the alias ``champion`` as `CHAMPION_RULE` says.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -40,10 +39,12 @@ import numpy as np
 from mlflow.models import Model, ModelSignature
 from mlflow.types import Schema, TensorSpec
 
+from facesr.data.layout import LR_SIZE
+from facesr.fileio import sha256_file
+
 # The artifact name of the generator file in the pyfunc flavour's config; facesr.load looks for it.
 GENERATOR_ARTIFACT = "generator"
 CODE_FILE = Path(__file__).with_name("mlflow_pyfunc.py")
-LR_SIZE = 16
 CHAMPION = "champion"
 LATEST_PREFIX = "latest-"
 # the evaluate metrics a version is tagged with and the champion is chosen by (the first)
@@ -75,9 +76,14 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from facesr.device import resolve_device
         from facesr.models import load_generator
+        from facesr.models.predictor import Predictor
 
         self.device = resolve_device("auto")
-        self.model, self.meta = load_generator(context.artifacts[GENERATOR_ARTIFACT], map_location=self.device)
+        model, self.meta = load_generator(context.artifacts[GENERATOR_ARTIFACT], map_location=self.device)
+        # fp32 in the contiguous format, as this model has always served: a served version's outputs
+        # do not depend on whether the serving machine has fast bf16
+        self.predictor = Predictor(model, device=self.device, precision="fp32", channels_last=False,
+                                   setting="GeneratorModel")
 
     def predict(self, context, model_input: np.ndarray, params: dict[str, Any] | None = None) -> np.ndarray:
         import torch
@@ -85,17 +91,7 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         lr = np.asarray(model_input)
         if lr.ndim != 4 or lr.shape[1:] != (3, LR_SIZE, LR_SIZE):
             raise ValueError(f"expected a batch of LR faces (N, 3, {LR_SIZE}, {LR_SIZE}), got shape {lr.shape}")
-        with torch.inference_mode():
-            out = self.model(torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)).to(self.device))
-        return out.sr.clamp(0.0, 1.0).cpu().numpy()
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return self.predictor(torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))).sr.cpu().numpy()
 
 
 def alias_for_profile(profile: str) -> str:
@@ -121,9 +117,10 @@ def log_generator(uri: str, run_id: str, generator_path: str | Path, registered_
     from importlib.metadata import version
 
     from facesr.models import load_generator
+    from facesr.models.predictor import upscale_of
 
     _, meta = load_generator(generator_path)
-    upscale = int(meta["model_args"].get("upscale", 8))
+    upscale = upscale_of(meta)
     mlflow.set_tracking_uri(uri)
     # an inherited MLFLOW_RUN_ID would make start_run resume that run instead (mlflow#15713)
     os.environ.pop("MLFLOW_RUN_ID", None)
@@ -150,7 +147,7 @@ def log_generator(uri: str, run_id: str, generator_path: str | Path, registered_
     client = mlflow.MlflowClient(uri)
     identity = (meta.get("extra") or {}).get("identity") or {}
     profile = client.get_run(run_id).data.tags.get("profile")
-    tags = {"generator_sha256": file_sha256(generator_path), "run_fingerprint": identity.get("fingerprint"),
+    tags = {"generator_sha256": sha256_file(generator_path), "run_fingerprint": identity.get("fingerprint"),
             "data_sha256": identity.get("data"), "profile": profile, "facesr_model": meta["model"]}
     for key, value in tags.items():
         if value:
@@ -177,7 +174,7 @@ class Scored:
 def versions_of_file(client, generator_path: str | Path) -> list:
     """The registered versions whose model holds exactly the generator file at `generator_path`
     (found by the `generator_sha256` tag `log_generator` sets), oldest first."""
-    sha = file_sha256(generator_path)
+    sha = sha256_file(generator_path)
     found = client.search_model_versions(f"tags.generator_sha256 = '{sha}'")
     return sorted(found, key=lambda mv: (mv.name, int(mv.version)))
 

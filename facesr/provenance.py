@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from facesr.data.util import sha256_file
+from facesr.fileio import sha256_file
 
 PROJECT_PACKAGES = ("facesr", "flows", "stages")
 # where the top-level packages live: the repo (or site-packages for an installed facesr)

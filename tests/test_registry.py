@@ -124,9 +124,9 @@ def test_each_version_gets_latest_of_its_profile_and_its_identity(store):
     tags = c.get_model_version(store["name"], second["version"]).tags
     assert tags["run_fingerprint"] == second["identity"].fingerprint
     assert tags["data_sha256"] == store["digest"] and tags["profile"] == "demo"
-    from facesr.mlflow_model import file_sha256
+    from facesr.fileio import sha256_file
 
-    assert tags["generator_sha256"] == file_sha256(second["path"])
+    assert tags["generator_sha256"] == sha256_file(second["path"])
 
 
 def test_training_and_evaluate_runs_log_the_prepared_data_as_a_dataset(store, monkeypatch):

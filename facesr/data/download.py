@@ -36,8 +36,7 @@ from pathlib import Path, PurePosixPath
 from facesr.data.errors import BadFile, DataError, apply_policy, check_policy
 from facesr.data.layout import IMG_DIR, MASK_DIR, TOP, find_root
 from facesr.data.util import progress as progress_bar
-from facesr.data.util import sha256_file
-from facesr.fileio import atomic_dir, atomic_write_text, sweep_stale
+from facesr.fileio import atomic_dir, atomic_write_text, sha256_file, sweep_stale
 
 SOURCES = ("url", "archive", "folder", "synthetic")
 MAX_TOTAL_BYTES = 16 << 30  # the release unpacks to about 3 GB

@@ -24,6 +24,12 @@ RELEASE_PARTS = (
     "skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear", "r_ear",
     "mouth", "u_lip", "l_lip", "hair", "hat", "ear_r", "neck_l", "neck", "cloth",
 )
+# SPEC.md's 11 parsing channels, in order: params.yaml's merge_masks.parts, so the channels of the
+# prepared parsing maps, and the default `parts` of the region metrics (facesr.metrics.regions).
+PARTS = ("skin", "l_brow", "r_brow", "l_eye", "r_eye", "nose", "mouth", "u_lip", "l_lip", "l_ear", "r_ear")
+# The side of a prepared LR face (downscale.hr_size / downscale.scale: 128 / 8): what the generators
+# take; a model's HR side is this times its `upscale` (facesr.models.predictor).
+LR_SIZE = 16
 # Files the release (or a mirror) ships beside the data; not stray.
 KNOWN_EXTRA = {MAPPING, "README.md", "README.txt", "SOURCE_IDS.csv", "CelebAMask-HQ-attribute-anno.txt",
                "CelebAMask-HQ-pose-anno.txt", "LICENSE", "LICENSE.txt", "skipped.json"}

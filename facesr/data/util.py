@@ -1,22 +1,15 @@
-"""Small helpers the data stages share: checksums, progress bars, pools (atomic folders: facesr.fileio)."""
+"""Small helpers the data stages share: progress bars, pools (atomic folders and checksums: facesr.fileio)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
+# re-exported for the data stages that import it from here; the one definition is facesr.fileio's
+from facesr.fileio import sha256_file  # noqa: F401
 
 # tqdm's own switch and facesr's older name for it (tests and CI set FACESR_NO_PROGRESS)
 PROGRESS_OFF_ENV = ("TQDM_DISABLE", "FACESR_NO_PROGRESS")

@@ -8,10 +8,11 @@ SR, paste. One module per concern:
 
 - `errors`: the error classes;
 - `images`: the decoding policy (any input as 8-bit RGB with notes, or an error naming the file);
-- `loading`: model sources (files, MLflow, names from dvc.yaml) -> `Upscaler`;
-- `upscaler`: `Upscaler`, `Prediction`, the LR the way training made it;
+- `loading`: model sources (files, MLflow, pipeline names) -> `Upscaler`;
+- `upscaler`: `Upscaler` (a `facesr.models.predictor.Predictor` and the input kinds around it);
+- `lowres`: the LR of a face crop, made the way training made it;
 - `render`: SR tensors as images, parsing overlays, compare strips, PNG files;
-- `photos`: the photo pipeline;
+- `photos`: the photo pipeline (`upscale_photo(photo, upscaler)`);
 - `files`: the file runner (inputs -> output names -> outputs, one bad input never stops the others);
 - `cli`: the `facesr upscale` parser and command.
 
@@ -35,9 +36,9 @@ from facesr.inference.loading import (
     PickleLoadWarning,
     find_dvc_yaml,
     load,
-    pipeline_model_dirs,
     resolve_name,
 )
+from facesr.inference.lowres import LR_SIZE, to_lr
 from facesr.inference.photos import PhotoResult, upscale_photo
 from facesr.inference.render import (
     PARSING_COLOURS,
@@ -46,13 +47,13 @@ from facesr.inference.render import (
     save_atomic,
     tensor_to_pil,
 )
-from facesr.inference.upscaler import LR_SIZE, Prediction, Upscaler, to_lr
+from facesr.inference.upscaler import Upscaler
 
 __all__ = [
     "DEFAULT_MODEL", "IMAGE_SUFFIXES", "LR_SIZE", "PARSING_COLOURS", "URI_SCHEMES",
     "BadImageError", "InferenceError", "LoadedImage", "ModelSourceError", "OutputClashError", "OutputTooLargeError",
-    "PhotoResult", "PickleLoadWarning", "Prediction", "RunReport", "Upscaler",
+    "PhotoResult", "PickleLoadWarning", "RunReport", "Upscaler",
     "add_parser", "collect_inputs", "compare_strip", "find_dvc_yaml", "load", "parsing_overlay",
-    "pipeline_model_dirs", "read_image", "resolve_name", "run_cli", "save_atomic", "tensor_to_pil", "to_lr",
+    "read_image", "resolve_name", "run_cli", "save_atomic", "tensor_to_pil", "to_lr",
     "upscale_files", "upscale_photo",
 ]

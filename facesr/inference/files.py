@@ -16,9 +16,10 @@ from facesr.data.util import progress
 from facesr.fileio import atomic_write_text
 from facesr.inference.errors import BadImageError, InferenceError, OutputClashError, OutputTooLargeError
 from facesr.inference.images import read_image
+from facesr.inference.lowres import LR_SIZE, to_lr
 from facesr.inference.photos import default_detector_device, upscale_photo
 from facesr.inference.render import compare_strip, parsing_overlay, save_atomic, tensor_to_pil
-from facesr.inference.upscaler import LR_SIZE, Upscaler, to_lr
+from facesr.inference.upscaler import Upscaler
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 

@@ -6,14 +6,13 @@ version), ``models:/facesr-method1@latest-demo`` (the newest of a profile; faces
 
 Every source ends in a generator file read weights-only; pickled MLflow pytorch models need
 `allow_pickle=True` (docs/upscale.md). A bare name (`method1`, `srresnet`, `method2`, a train
-variant) is looked up where the pipeline wrote it, which dvc.yaml says: `<name>.pt` in the folder
-each stage passes as `--models` and lists in its outs.
+variant) is looked up where the pipeline wrote it (`facesr.models.registry.PIPELINE_MODEL_FILES`)
+under the project folder of the nearest dvc.yaml, then under this checkout's.
 """
 
 from __future__ import annotations
 
 import os
-import posixpath
 import tempfile
 import warnings
 from pathlib import Path
@@ -26,7 +25,6 @@ URI_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/", "file:", "s3://", "gs
 DEFAULT_MODEL = "method1"
 # the project folder of a source checkout (site-packages for an installed facesr: no dvc.yaml there)
 CHECKOUT = Path(__file__).resolve().parents[2]
-MODELS_FLAG = "--models"
 
 
 class PickleLoadWarning(UserWarning):
@@ -42,53 +40,24 @@ def find_dvc_yaml(start: str | Path | None = None) -> list[Path]:
     return list(dict.fromkeys(p.resolve() for p in found))
 
 
-def pipeline_model_dirs(dvc_yaml: str | Path) -> list[Path]:
-    """The folders the stages of `dvc_yaml` write generator files to, in stage order: the value of
-    `--models` in a stage's cmd that the stage also lists in its outs, under the stage's wdir."""
-    import shlex
-
-    import yaml
-
-    dvc_yaml = Path(dvc_yaml)
-    try:
-        doc = yaml.safe_load(dvc_yaml.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ModelSourceError(f"{dvc_yaml}: cannot read the pipeline's model folders from it ({exc})") from exc
-    stages = doc.get("stages") if isinstance(doc, dict) else None
-    dirs: list[Path] = []
-    for stage in (stages or {}).values() if isinstance(stages, dict) else ():
-        if not isinstance(stage, dict):
-            continue
-        outs = {posixpath.normpath(str(next(iter(o)) if isinstance(o, dict) else o)) for o in stage.get("outs") or []}
-        cmds = stage.get("cmd") or []
-        words = [w for cmd in ([cmds] if isinstance(cmds, str) else cmds) for w in shlex.split(str(cmd))]
-        values = [b for a, b in zip(words, words[1:]) if a == MODELS_FLAG]
-        values += [w.split("=", 1)[1] for w in words if w.startswith(MODELS_FLAG + "=")]
-        for value in values:
-            folder = dvc_yaml.parent / str(stage.get("wdir", ".")) / value
-            if posixpath.normpath(value) in outs and folder not in dirs:
-                dirs.append(folder)
-    return dirs
-
-
 def resolve_name(name: str) -> Path:
-    """The generator file of a bare model name: `<folder>/<name>.pt` in the first model folder of
-    dvc.yaml (see `find_dvc_yaml` and `pipeline_model_dirs`) that holds one."""
+    """The generator file of a bare model name: its pipeline file (`pipeline_model_file`, e.g.
+    models/train/method1.pt) under the folder of the first dvc.yaml of `find_dvc_yaml` that holds one."""
+    from facesr.models.registry import pipeline_model_file
+
     how = ("train it with `dvc repro` (or `make demo`), pass a generator file path, or an MLflow URI such as "
            "models:/facesr-method1@champion")
     files = find_dvc_yaml()
     if not files:
         raise ModelSourceError(
-            f"model '{name}': a bare name is looked up where dvc.yaml's stages write their models, but there is no "
-            f"dvc.yaml in {Path.cwd()}, a folder above it, or {CHECKOUT}; run from the project folder, or {how}")
-    searched = []
-    for dvc_yaml in files:
-        dirs = pipeline_model_dirs(dvc_yaml)
-        for folder in dirs:
-            if (folder / f"{name}.pt").is_file():
-                return folder / f"{name}.pt"
-        searched.append(f"{dvc_yaml} ({', '.join(map(str, dirs)) or f'no stage writes a {MODELS_FLAG} folder'})")
-    raise ModelSourceError(f"model '{name}': no {name}.pt in the model folders of {'; '.join(searched)}; {how}")
+            f"model '{name}': a bare name is looked up where the pipeline writes its models, beside a dvc.yaml, but "
+            f"there is no dvc.yaml in {Path.cwd()}, a folder above it, or {CHECKOUT}; run from the project folder, "
+            f"or {how}")
+    searched = [dvc_yaml.parent / pipeline_model_file(name) for dvc_yaml in files]
+    for path in searched:
+        if path.is_file():
+            return path
+    raise ModelSourceError(f"model '{name}': none of {', '.join(map(str, searched))} exists; {how}")
 
 
 def _is_uri(source: str) -> bool:

@@ -5,14 +5,28 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
 from facesr.data.imageio import pixel_limit
 from facesr.inference.errors import OutputTooLargeError
+from facesr.inference.images import ndarray_to_pil
+from facesr.inference.lowres import to_lr
 from facesr.inference.render import tensor_to_pil
-from facesr.inference.upscaler import Upscaler, to_lr
+
+
+class FaceUpscaler(Protocol):
+    """What the photo pipeline needs of a model (an `facesr.inference.upscaler.Upscaler` is one):
+    photos does not import the Upscaler, so that the two modules do not import each other."""
+
+    device: str
+    hr_size: int
+
+    def predict(self, lr): ...
+
+    def lr_tensor(self, images: list[Image.Image]): ...
 
 
 @dataclass
@@ -28,15 +42,15 @@ class PhotoResult:
     mask: np.ndarray
 
 
-def default_detector_device(up: Upscaler) -> str:
+def default_detector_device(up: FaceUpscaler) -> str:
     """MTCNN runs where the model runs: on the GPU when the model is on one."""
     return "cuda" if str(up.device).startswith("cuda") else "cpu"
 
 
-def upscale_photo(photo: Image.Image, up: Upscaler, *, batch: int = 16, photo_scale: int = 1,
+def upscale_photo(photo: Image.Image | np.ndarray, up: FaceUpscaler, *, batch: int = 16, photo_scale: int = 1,
                   min_score: float = 0.9, detector_device: str | None = None,
                   max_pixels: int | None = None) -> PhotoResult:
-    """Detect, align, super-resolve and paste back every face of an RGB photo.
+    """Detect, align, super-resolve and paste back every face of a photo (PIL.Image, or uint8 ndarray).
 
     Outside the returned mask the image holds the photo's own bytes (or its bicubic enlargement when
     `photo_scale` > 1). Raises NoFaceError when the detector finds no face, and OutputTooLargeError,
@@ -45,6 +59,8 @@ def upscale_photo(photo: Image.Image, up: Upscaler, *, batch: int = 16, photo_sc
     """
     from facesr.faces import NoFaceError, align_face, detect_faces, paste_face
 
+    if not isinstance(photo, Image.Image):
+        photo = ndarray_to_pil(np.asarray(photo), 0)
     w, h = photo.size
     limit = pixel_limit(max_pixels)
     if limit is not None and (w * photo_scale) * (h * photo_scale) > limit:

@@ -1,44 +1,23 @@
-"""The `Upscaler`: a loaded generator and the conversions around it.
+"""The `Upscaler`: a loaded generator (run by a `facesr.models.predictor.Predictor`) and the
+conversions of images of any kind around it.
 
-Crops are brought to the model's 16x16 LR the way training made its LR (SPEC "Downscaling"): the
-image is resized to 128x128, then to 16x16, both with Pillow's antialiased bicubic; a 16x16 input
-is used as is.
+Crops are brought to the model's LR the way training made its LR (`facesr.inference.lowres`); the
+LR and HR sizes are the model's (`Predictor.lr_size`, `Predictor.hr_size` from its `upscale`).
+Whole photos go through `facesr.inference.photos.upscale_photo(photo, upscaler)`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
+from facesr.data.layout import LR_SIZE
 from facesr.inference.errors import InferenceError
 from facesr.inference.images import ndarray_to_pil, to_rgb
+from facesr.inference.lowres import lr_tensor
 from facesr.inference.render import tensor_to_pil
-
-if TYPE_CHECKING:
-    from facesr.inference.photos import PhotoResult
-
-LR_SIZE = 16
-
-
-@dataclass
-class Prediction:
-    """Model outputs for a batch: sr (B,3,H,W) clamped to [0,1]; parsing (B,P,H,W) or None."""
-
-    sr: Any
-    parsing: Any = None
-
-
-def to_lr(image: Image.Image, hr_size: int) -> Image.Image:
-    """The 16x16 LR of a face crop, made as training made it (resize to HR, then to LR, bicubic AA)."""
-    if image.size == (LR_SIZE, LR_SIZE):
-        return image
-    if image.size != (hr_size, hr_size):
-        image = image.resize((hr_size, hr_size), Image.BICUBIC)
-    return image.resize((LR_SIZE, LR_SIZE), Image.BICUBIC)
 
 
 class Upscaler:
@@ -51,18 +30,19 @@ class Upscaler:
 
     def __init__(self, model, *, device: str, name: str, meta: dict | None = None, source: str = "",
                  precision: str = "auto", channels_last: str | bool = "auto"):
-        from facesr.device import resolve_precision
+        from facesr.models.predictor import Predictor
 
-        self.device = device
         # auto: bf16 autocast + channels_last where the device does bf16 fast, fp32 elsewhere
-        self.precision = resolve_precision(device, precision, channels_last, setting="Upscaler")
-        self.model = self.precision.prepare(model.to(device).eval())
+        self.predictor = Predictor(model, device=device, precision=precision, channels_last=channels_last,
+                                   setting="Upscaler")
+        self.device = device
+        self.precision = self.predictor.precision
+        self.model = self.predictor.model
         self.name = name
         self.meta = meta or {}
         self.source = source
-        upscale = (self.meta.get("model_args") or {}).get("upscale", 8)
-        self.scale = int(upscale)
-        self.hr_size = LR_SIZE * self.scale
+        self.scale = self.predictor.scale
+        self.hr_size = self.predictor.hr_size
 
     def __repr__(self) -> str:
         return (f"Upscaler(model={self.name!r}, source={self.source!r}, device={self.device!r}, "
@@ -71,25 +51,18 @@ class Upscaler:
     @property
     def predicts_parsing(self) -> bool:
         """Whether `predict` gives parsing maps (Method 1 and 2 with their prior branch), as the model declares."""
-        return bool(getattr(self.model, "predicts_parsing", False))
+        return self.predictor.predicts_parsing
 
-    def predict(self, lr) -> Prediction:
-        """SR of a float LR batch (B,3,16,16) in [0,1]; parsing maps when the model predicts them."""
-        import torch
-
+    def predict(self, lr):
+        """The `Prediction` (.sr, .parsing) of a float LR batch (B,3,16,16) in [0,1]; parsing maps when
+        the model predicts them."""
         if lr.ndim != 4 or lr.shape[1] != 3 or tuple(lr.shape[-2:]) != (LR_SIZE, LR_SIZE):
             raise InferenceError(f"predict expects an LR batch (B,3,{LR_SIZE},{LR_SIZE}), got {tuple(lr.shape)}")
-        with torch.inference_mode(), self.precision.autocast():
-            out = self.model(self.precision.inputs(lr.to(self.device, torch.float32)))
-        # outputs are fp32 whatever ran inside (bf16 autocast gives bf16 activations)
-        parsing = None if out.parsing is None else out.parsing.float()
-        return Prediction(sr=out.sr.float().clamp(0.0, 1.0), parsing=parsing)
+        return self.predictor(lr)
 
     def lr_tensor(self, images: Sequence[Image.Image]):
-        import torch
-
-        arr = np.stack([np.asarray(to_lr(im.convert("RGB"), self.hr_size)) for im in images])
-        return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(255.0)
+        """The LR batch of face crops for this model (`facesr.inference.lowres.lr_tensor`)."""
+        return lr_tensor(images, self.hr_size)
 
     def upscale_batch(self, images: Sequence, size: int | None = None, batch_size: int = 64) -> list:
         """`upscale` over a list, `batch_size` faces per forward pass; each item keeps its kind."""
@@ -103,13 +76,6 @@ class Upscaler:
         if isinstance(image, torch.Tensor) and image.ndim == 4:
             return self._upscale_tensor(image, size)
         return self._upscale_chunk([image], size)[0]
-
-    def upscale_photo(self, photo, *, photo_scale: int = 1, min_score: float = 0.9) -> PhotoResult:
-        """Every face of a whole photo (PIL.Image or uint8 ndarray) super-resolved and pasted back."""
-        from facesr.inference.photos import upscale_photo
-
-        pil = photo if isinstance(photo, Image.Image) else ndarray_to_pil(np.asarray(photo), 0)
-        return upscale_photo(pil, self, photo_scale=photo_scale, min_score=min_score)
 
     def _upscale_chunk(self, images: Sequence, size: int | None) -> list:
         import torch

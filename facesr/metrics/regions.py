@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import torch
 
+from facesr.data.layout import PARTS as SPEC_PARTS
 from facesr.metrics.quality import DATA_RANGE, MetricsError, check_pair, quantize
 
-PARTS = ["skin", "l_brow", "r_brow", "l_eye", "r_eye", "nose", "mouth", "u_lip", "l_lip", "l_ear", "r_ear"]
+# the default channel names of `parsing`: the prepared data's (one list, in the data layout)
+PARTS = list(SPEC_PARTS)
 REGIONS: dict[str, tuple[str, ...]] = {
     "eyes": ("l_eye", "r_eye"),
     "brows": ("l_brow", "r_brow"),

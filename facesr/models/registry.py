@@ -20,7 +20,23 @@ GENERATOR_FORMAT = "facesr-generator/1"
 # <models>/trials/<variant>/<trial>.pt: every trial generator the train stages export beside the best
 TRIALS_DIR = "trials"
 
+# Where the pipeline's stages write generator files, relative to the project root (dvc.yaml's outs:
+# `train` writes models/train, `train_gan` models/gan; tests/models/test_model_registry.py checks that
+# dvc.yaml agrees). Any other name is a train variant, exported beside the table models.
+TRAIN_MODELS_DIR = "models/train"
+GAN_MODELS_DIR = "models/gan"
+PIPELINE_MODEL_FILES = {
+    "srresnet": f"{TRAIN_MODELS_DIR}/srresnet.pt",
+    "method1": f"{TRAIN_MODELS_DIR}/method1.pt",
+    "method2": f"{GAN_MODELS_DIR}/method2.pt",
+}
+
 MODELS: dict[str, type[nn.Module]] = {}
+
+
+def pipeline_model_file(name: str) -> str:
+    """The generator file of a pipeline model or train variant, relative to the project root."""
+    return PIPELINE_MODEL_FILES.get(name, f"{TRAIN_MODELS_DIR}/{name}.pt")
 
 
 class ModelConfigError(ValueError):

@@ -44,38 +44,34 @@ class Validator:
 
     @torch.no_grad()
     def __call__(self, model: nn.Module, autocast) -> tuple[dict[str, float], torch.Tensor]:
+        """`({"val_<metric>": mean}, the first sample faces' SR)` of `model` (the loop's, left in the
+        mode it was in) run in the loop's `autocast` context."""
         from facesr.metrics import compute_metrics
+        from facesr.metrics.means import MeanAccumulator
+        from facesr.models.predictor import Predictor
 
-        was_training = model.training
-        model.eval()
+        predictor = Predictor.for_training(model, device=self.device, autocast=autocast)
         # region PSNRs are NaN for faces without that region: average over the faces that have it
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
+        means = MeanAccumulator()
         samples = None
-        for start in range(0, self.batch["lr"].shape[0], self.batch_size):
-            part = {k: v[start:start + self.batch_size].to(self.device) for k, v in self.batch.items()}
-            with autocast:
-                out = model(part["lr"])
-            sr = out.sr.float().clamp(0, 1)
-            pred_parsing = None if out.parsing is None else out.parsing.float().clamp(0, 1)
+        for start, (sr, pred_parsing) in predictor.predict_batches(self.batch["lr"], self.batch_size):
+            part = {k: self.batch[k][start:start + self.batch_size].to(self.device) for k in ("hr", "parsing")}
             scores = compute_metrics(sr, part["hr"], lpips=self.lpips, parsing=part["parsing"],
                                      pred_parsing=pred_parsing, parts=self.parts)
-            for key, value in scores.items():
-                finite = torch.isfinite(value)
-                sums[key] = sums.get(key, 0.0) + float(value[finite].double().sum())
-                counts[key] = counts.get(key, 0) + int(finite.sum())
+            means.add(scores)
             if samples is None:
                 samples = sr[: self.sample_faces].cpu()
-        model.train(was_training)
-        return {f"val_{k}": sums[k] / counts[k] for k in sums if counts[k]}, samples
+        return {f"val_{k}": v for k, v in means.means().items() if v is not None}, samples
 
     def save_grid(self, sr: torch.Tensor, path: Path) -> Path:
-        """LR (nearest x8) | SR | HR, one face per row."""
+        """LR (nearest, enlarged to the SR's size) | SR | HR, one face per row."""
         import torch.nn.functional as F
         from torchvision.utils import save_image
 
         k = sr.shape[0]
-        lr_up = F.interpolate(self.batch["lr"][:k], scale_factor=8, mode="nearest")
+        # the model's upscale, as the sizes show it (x8 for the thesis' 16 -> 128)
+        scale = sr.shape[-1] // self.batch["lr"].shape[-1]
+        lr_up = F.interpolate(self.batch["lr"][:k], scale_factor=scale, mode="nearest")
         rows = torch.stack([lr_up, sr, self.batch["hr"][:k]], dim=1).flatten(0, 1)
         with atomic_open(path, "wb") as fh:
             save_image(rows, fh, format="png", nrow=3, padding=2)

@@ -140,3 +140,30 @@ def test_load_unknown_model_and_bad_weights(tmp_path):
     torch.save(payload, tmp_path / "mismatch.pt")
     with pytest.raises(GeneratorFileError, match="mismatch.pt: weights do not fit model 'srresnet'"):
         load_generator(tmp_path / "mismatch.pt")
+
+
+def test_pipeline_model_files_are_where_dvc_yaml_writes_them():
+    """PIPELINE_MODEL_FILES (where `facesr upscale --model <name>` looks) agrees with dvc.yaml: the
+    train stage writes models/train (the table models and every variant), train_gan models/gan."""
+    import shlex
+    from pathlib import Path
+
+    import yaml
+
+    from facesr.models.registry import (
+        GAN_MODELS_DIR,
+        PIPELINE_MODEL_FILES,
+        TRAIN_MODELS_DIR,
+        pipeline_model_file,
+    )
+
+    stages = yaml.safe_load((Path(__file__).resolve().parents[2] / "dvc.yaml").read_text())["stages"]
+    for stage, folder in (("train", TRAIN_MODELS_DIR), ("train_gan", GAN_MODELS_DIR)):
+        words = shlex.split(stages[stage]["cmd"])
+        assert words[words.index("--models") + 1] == folder, stage
+        assert folder in stages[stage]["outs"], stage
+    writers = {TRAIN_MODELS_DIR: "train", GAN_MODELS_DIR: "train_gan"}
+    assert {name: writers[str(Path(path).parent)] for name, path in PIPELINE_MODEL_FILES.items()} == {
+        "srresnet": "train", "method1": "train", "method2": "train_gan"}
+    assert pipeline_model_file("srresnet_wide") == "models/train/srresnet_wide.pt"
+    assert pipeline_model_file("method2") == "models/gan/method2.pt"
