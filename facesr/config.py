@@ -37,7 +37,7 @@ OPEN_MAPPINGS = ("variants",)
 
 
 class ParamsError(ValueError):
-    """params.yaml is missing, unreadable, or lacks a section or key a stage needs."""
+    """params.yaml is missing or unreadable, lacks a section or key a stage needs, or holds a bad value."""
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
