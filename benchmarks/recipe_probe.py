@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 import yaml  # noqa: E402
 
-from facesr.config import ParamsError, load_section, load_shared  # noqa: E402
+from facesr.config import ParamsError, RunContext, load_context, load_section  # noqa: E402
 
 
 def _pairs(items: list[str], what: str) -> dict:
@@ -58,7 +58,7 @@ def probe_trial(params_path: Path, profile: str, variant: str, loop: dict, model
     section["loop"].update({k: v for k, v in loop.items() if k not in section["search"]}, val_lpips=False)
     section["variants"][variant]["model_args"].update(model_args)
     return parse_stage(section, stage="train", gan=False, smoke_test=smoke_test, source=str(params_path),
-                       mlflow=load_shared(params_path, "mlflow"), profile=profile).trials[0]
+                       context=RunContext(profile, load_context(params_path).mlflow)).trials[0]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,12 @@
 """Reading `params.yaml`: each stage reads only its own section, with its profile's overrides.
 
-Besides its section, a stage may read the top-level keys of SHARED_KEYS (`profile`, `mlflow`) when
-it declares them (a keyword-only parameter of its `run` of that name, stages._cli); those come from
-params.yaml alone, never from a profile, and dvc.yaml lists them among that stage's params.
+Each section is parsed once, at the edge (the stage's `main`, or its flow's command line), into
+the frozen dataclass below that bears its name (`load_download(path) -> DownloadParams`, ...; the
+training sections have theirs in facesr.train.config): the field names are the YAML keys, and a
+bad key or value is a ParamsError naming the file (params.yaml + the profile's) and the key.
+Besides its section, train, train_gan and evaluate read the top-level keys of SHARED_KEYS
+(`profile`, `mlflow`) as a RunContext (`load_context`); those come from params.yaml alone, never
+from a profile, and dvc.yaml lists them among those stages' params.
 
 A profile is an override set in ``profiles/<name>.yaml`` (beside params.yaml), chosen by the
 top-level ``profile:`` key of params.yaml; it holds every stage section, ``{}`` where it changes
@@ -16,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import types
 from collections.abc import Mapping, MutableMapping
-from dataclasses import fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -33,7 +37,7 @@ OPEN_MAPPINGS = ("variants",)
 
 
 class ParamsError(ValueError):
-    """params.yaml is missing, unreadable, or lacks a section or key a stage needs."""
+    """params.yaml is missing or unreadable, lacks a section or key a stage needs, or holds a bad value."""
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
@@ -128,13 +132,6 @@ def section_source(path: str | Path) -> str:
     return f"{path} + {profile_path(path, name)}" if isinstance(name, str) and name else str(path)
 
 
-def require(section: dict[str, Any], *keys: str, where: str = "params") -> None:
-    """Fail with every missing key named at once, instead of a KeyError deep inside a stage."""
-    missing = [k for k in keys if k not in section]
-    if missing:
-        raise ParamsError(f"{where}: missing key(s) {', '.join(missing)}")
-
-
 # --------------------------------------------------------------------------- typed sections
 
 T = TypeVar("T")
@@ -196,3 +193,134 @@ def parse(tp: type[T], value: Any, where: str, minimum: int = 0) -> T:
         return dict(value)
     raise TypeError(f"{where}: no rule for {tp}")
 
+
+
+# --------------------------------------------------------------------------- the stage sections
+
+OnError = Literal["fail", "skip"]  # facesr.data.errors.ON_ERROR: what a bad input file does
+
+
+@dataclass(frozen=True)
+class DownloadParams:
+    """params.yaml's `download:` section; facesr.data.download.download takes these keywords."""
+
+    source: Literal["url", "archive", "folder", "synthetic"]  # facesr.data.download.SOURCES
+    url: str
+    sha256: str  # "" = trust on first use; download() checks the 64 hex digits
+    archive: str
+    folder: str
+    synthetic_count: int = field(metadata=AT_LEAST_1)
+    synthetic_size: int = field(metadata=AT_LEAST_1)
+    seed: int
+    retries: int
+    backoff_s: float
+    workers: int = field(metadata=AT_LEAST_1)
+    on_error: OnError
+
+
+@dataclass(frozen=True)
+class MergeMasksParams:
+    """params.yaml's `merge_masks:` section (merge_masks() checks the part names themselves)."""
+
+    parts: tuple[str, ...]
+    mask_size: int = field(metadata=AT_LEAST_1)
+    workers: int = field(metadata=AT_LEAST_1)
+    on_error: OnError
+
+
+@dataclass(frozen=True)
+class DownscaleParams:
+    """params.yaml's `downscale:` section (downscale() checks split_counts against the faces found)."""
+
+    kernel: Literal["bicubic_aa", "bicubic"]  # facesr.data.downscale.KERNELS
+    hr_size: int = field(metadata=AT_LEAST_1)
+    scale: int = field(metadata=AT_LEAST_1)
+    split: Literal["thesis", "official", "counts"]  # facesr.data.downscale.SPLIT_METHODS
+    split_counts: dict[str, Any] | None
+    workers: int = field(metadata=AT_LEAST_1)
+    on_error: OnError
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """params.yaml's `evaluate:` section."""
+
+    models: tuple[str, ...]
+    lpips_net: Literal["alex", "vgg"]  # facesr.metrics.perceptual.LPIPS
+    batch_size: int = field(metadata=AT_LEAST_1)
+    max_images: int  # 0 = the whole test split
+    save_parsing: int
+    device: Literal["auto", "cpu", "cuda"]
+    precision: Literal["auto", "fp32", "bf16"]
+    channels_last: Literal["auto", True, False]
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    """params.yaml's `report:` section."""
+
+    title: str
+    grid_faces: int
+    worst_faces: int
+    worst_by: str
+    crop: tuple[int, ...]  # [y, x, h, w] of the Fig. 4.3 zoom (load_report checks the shape)
+    crop_faces: int
+    parsing_faces: int
+
+
+@dataclass(frozen=True)
+class Mlflow:
+    """params.yaml's top-level `mlflow:` section, shared by train, train_gan and evaluate."""
+
+    tracking_uri: str  # $MLFLOW_TRACKING_URI wins (facesr.tracking.tracking_uri)
+    experiment: str
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a tracked stage (train, train_gan, evaluate) reads besides its section."""
+
+    profile: str | None  # params.yaml's `profile:`, MLflow's `profile` tag
+    mlflow: Mlflow
+
+
+def load_section_as(params_path: str | Path, section: str, tp: type[T]) -> T:
+    """The `section` of the params file (with its profile's overrides) as the dataclass `tp`."""
+    return parse(tp, load_section(params_path, section), f"{section_source(params_path)}: {section}")
+
+
+def load_download(params_path: str | Path) -> DownloadParams:
+    return load_section_as(params_path, "download", DownloadParams)
+
+
+def load_merge_masks(params_path: str | Path) -> MergeMasksParams:
+    return load_section_as(params_path, "merge_masks", MergeMasksParams)
+
+
+def load_downscale(params_path: str | Path) -> DownscaleParams:
+    return load_section_as(params_path, "downscale", DownscaleParams)
+
+
+def load_evaluate(params_path: str | Path) -> EvaluateParams:
+    return load_section_as(params_path, "evaluate", EvaluateParams)
+
+
+def load_report(params_path: str | Path) -> ReportParams:
+    params = load_section_as(params_path, "report", ReportParams)
+    crop = params.crop
+    if len(crop) != 4 or crop[2] < 1 or crop[3] < 1:
+        raise ParamsError(f"{section_source(params_path)}: report.crop: expected [y, x, h, w] with h, w >= 1, "
+                          f"got {list(crop)}")
+    return params
+
+
+def load_context(params_path: str | Path) -> RunContext:
+    """The top-level `profile:` and `mlflow:` of the params file itself (a profile sets neither)."""
+    return RunContext(profile=parse(str | None, load_shared(params_path, PROFILE_KEY), f"{params_path}: {PROFILE_KEY}"),
+                      mlflow=parse(Mlflow, load_shared(params_path, "mlflow"), f"{params_path}: mlflow"))
+
+
+def as_params(params: Any) -> dict[str, Any]:
+    """A parsed section back in its params.yaml form (tuples as lists), for MLflow's params and tags:
+    the same names, values and hash as the section as read."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(params).items()}

@@ -299,6 +299,7 @@ def log_to_mlflow(
     *,
     params: Mapping[str, Any],
     mlflow_params: Mapping[str, Any],
+    profile: str | None = None,
     artifacts: Sequence[Path] = (),
     data: str | Path | None = None,
     model_files: Mapping[str, Path | None] | None = None,
@@ -306,7 +307,8 @@ def log_to_mlflow(
     """One MLflow run (`evaluate`) holding `<model>.<metric>` for every model; returns its run id.
 
     Same experiment, URI rule and tag names as the training runs (facesr.tracking), so the
-    evaluation sits beside the runs that produced the models in the MLflow UI.
+    evaluation sits beside the runs that produced the models in the MLflow UI. `profile` is the
+    run's `profile` tag (params.yaml's `profile:`, facesr.config.RunContext; None tags it "unset").
 
     With `data` (the prepared data folder scored) the run logs its test split as a "testing" dataset
     input. With `model_files` too (`model_paths`' {model: generator file}), every registered version
@@ -326,7 +328,7 @@ def log_to_mlflow(
     # An inherited MLFLOW_RUN_ID would make start_run resume that run instead of starting one.
     os.environ.pop("MLFLOW_RUN_ID", None)
     with mlflow.start_run(
-        run_name="evaluate", tags=tracking.run_tags("evaluate", params, mlflow_params)
+        run_name="evaluate", tags=tracking.run_tags("evaluate", params, profile)
     ) as run:
         mlflow.log_params(tracking.flat_params(params))
         metrics = {

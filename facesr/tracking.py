@@ -65,13 +65,14 @@ def hardware() -> str:
     return f"cpu:{platform.machine()} {os.cpu_count()} cores"
 
 
-def run_tags(stage: str, params: Mapping[str, Any], mlflow_params: Mapping[str, Any] | None) -> dict[str, str]:
-    """The tags every run of the project carries, so runs compare side by side."""
+def run_tags(stage: str, params: Mapping[str, Any], profile: str | None) -> dict[str, str]:
+    """The tags every run of the project carries, so runs compare side by side; `profile` is
+    params.yaml's `profile:` (facesr.config.RunContext), "unset" when None."""
     return {
         "git_commit": git_commit(),
         "dvc_stage": stage,
         "params_hash": params_hash(params),
-        "profile": str((mlflow_params or {}).get("profile", "unset")),
+        "profile": profile or "unset",
         "hardware": hardware(),
     }
 

@@ -1,4 +1,4 @@
-"""Prefect flows: any stage (``python -m flows.stage stages.<name> <its flags>``) and ``pipeline``.
+"""Prefect flows: one per stage (``python -m flows.<name> <its stage's flags>``) and ``pipeline``.
 
 Every flow module imports this package first, so the settings below apply before Prefect reads them
 (on its first import). Without PREFECT_API_URL Prefect starts an ephemeral server per process; its

@@ -4,7 +4,7 @@
     python -m flows.pipeline run --profile mini-cpu                 # = dvc exp run -S profile=mini-cpu
     python -m flows.pipeline serve --cron "0 3 * * *"               # deployment pipeline/nightly
 
-Each stage's command is itself a flow (``python -m flows.stage stages.<name>``), so with a Prefect
+Each stage's command is itself a flow (``python -m flows.<name>``), so with a Prefect
 server set (PREFECT_API_URL) a scheduled run shows the `pipeline` flow run and one flow run per stage
 that DVC reran. The subprocess inherits the environment, so the stages report to the same server.
 """
@@ -66,7 +66,7 @@ def run_dvc_repro(repo: str, target: str | None = None, force: bool = False, pro
     """Stream `dvc repro` into the flow's log; return the names of the stages it ran."""
     logger = get_run_logger()
     env = dict(os.environ)
-    # Stage commands are `python -m flows.stage ...`: put this interpreter's bin first so they use it.
+    # Stage commands are `python -m flows.<name> ...`: put this interpreter's bin first so they use it.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     shared = stage_api_url()
     if shared:

@@ -1,2 +1,2 @@
-"""DVC entry points: one module per dvc.yaml stage, each a pure `run(params, *, <paths>, smoke_test,
-source) -> summary`; stages._cli makes its command line, flows.stage its Prefect flow."""
+"""DVC entry points: one module per dvc.yaml stage, each a pure `run(<its typed params>, *, <paths>,
+smoke_test) -> summary`, its hand-written `parser()` and `main()`; flows/<name>.py is its Prefect flow."""

@@ -6,36 +6,42 @@ params.yaml); docs/data.md has the layout, resuming, checksums and trust on firs
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from facesr.config import require
-from stages._cli import command
+from facesr.config import DownloadParams, load_download
+from stages import _cli
 
-KEYS = ("source", "url", "sha256", "archive", "folder", "synthetic_count", "synthetic_size", "seed",
-        "retries", "backoff_s", "workers", "on_error")
 SMOKE_FACES = 8
-RETRIES = 2  # fetching is I/O: flows.stage reruns its task after a dropped connection (it resumes)
 
 
-def run(params: dict[str, Any], *, out: str | Path, cache: str | Path | None = None,
-        smoke_test: bool = False, source: str = "params.yaml") -> dict[str, Any]:
-    """Fetch or make the faces.
-
-    Args:
-        out: output folder (gets CelebAMask-HQ/)
-        cache: where the URL source keeps its zip and .part file (default <out>/../.download-cache)
-        smoke_test: 8 synthetic faces whatever the source
-    """
+def run(params: DownloadParams, *, out: str | Path, cache: str | Path | None = None,
+        smoke_test: bool = False) -> dict[str, Any]:
+    """Fetch or make the faces into `out` (its CelebAMask-HQ/); `cache` holds the URL source's zip."""
     from facesr.data.download import download
 
-    require(params, *KEYS, where=f"{source}: download")
-    kwargs = {k: params[k] for k in KEYS}
     if smoke_test:
-        kwargs.update(source="synthetic", synthetic_count=SMOKE_FACES)
-    return download(out, cache_dir=cache, **kwargs)
+        params = dataclasses.replace(params, source="synthetic", synthetic_count=SMOKE_FACES)
+    return download(out, cache_dir=cache, **dataclasses.asdict(params))
 
 
-main = command(run)
+def parser(prog: str = "python -m stages.download") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    p.add_argument("--params", default="params.yaml", help="params file (reads its download: section)")
+    p.add_argument("--out", required=True, help="output folder (gets CelebAMask-HQ/)")
+    p.add_argument("--cache", default=None,
+                   help="where the URL source keeps its zip and .part file (default <out>/../.download-cache)")
+    p.add_argument("--smoke-test", action="store_true", help="8 synthetic faces whatever the source")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return _cli.report(lambda: run(load_download(args.params), out=args.out, cache=args.cache,
+                                   smoke_test=args.smoke_test))
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

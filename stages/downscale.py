@@ -6,37 +6,45 @@ official | counts), split_counts (split: counts only), workers, on_error. Output
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
-from facesr.config import require
-from stages._cli import command
+from facesr.config import DownscaleParams, load_downscale
+from stages import _cli
 
-KEYS = ("kernel", "hr_size", "scale", "split", "split_counts", "workers", "on_error")
 SMOKE_FACES = 8
 
 
-def run(params: dict[str, Any], *, raw: str | Path, merged: str | Path, out: str | Path,
-        smoke_test: bool = False, source: str = "params.yaml") -> dict[str, Any]:
-    """Downscale and split the faces.
-
-    Args:
-        raw: download stage output (the images)
-        merged: merge_masks stage output
-        out: output folder for the packed arrays
-        smoke_test: the first 8 faces only (split by the thesis proportions under split: counts)
-    """
+def run(params: DownscaleParams, *, raw: str | Path, merged: str | Path, out: str | Path,
+        smoke_test: bool = False) -> dict[str, Any]:
+    """Downscale and split the faces of `raw` and `merged` into `out`."""
     from facesr.data.downscale import downscale
 
-    require(params, *KEYS, where=f"{source}: downscale")
-    split, counts = params["split"], params["split_counts"]
+    split, counts = params.split, params.split_counts
     if smoke_test and split == "counts":  # 8 faces hold no 600/50/100
         split, counts = "thesis", None
-    return downscale(raw, merged, out, kernel=params["kernel"], hr_size=int(params["hr_size"]),
-                     scale=int(params["scale"]), split=split, split_counts=counts, workers=int(params["workers"]),
-                     on_error=params["on_error"], limit=SMOKE_FACES if smoke_test else None)
+    return downscale(raw, merged, out, kernel=params.kernel, hr_size=params.hr_size, scale=params.scale, split=split,
+                     split_counts=counts, workers=params.workers, on_error=params.on_error,
+                     limit=SMOKE_FACES if smoke_test else None)
 
 
-main = command(run)
+def parser(prog: str = "python -m stages.downscale") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    p.add_argument("--params", default="params.yaml", help="params file (reads its downscale: section)")
+    p.add_argument("--raw", required=True, help="download stage output (the images)")
+    p.add_argument("--merged", required=True, help="merge_masks stage output")
+    p.add_argument("--out", required=True, help="output folder for the packed arrays")
+    p.add_argument("--smoke-test", action="store_true",
+                   help="the first 8 faces only (split by the thesis proportions under split: counts)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return _cli.report(lambda: run(load_downscale(args.params), raw=args.raw, merged=args.merged, out=args.out,
+                                   smoke_test=args.smoke_test))
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -6,29 +6,38 @@ Output: <out>/{id}.png, <out>/manifest.json, and <out>/skipped.json under on_err
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
-from facesr.config import require
-from stages._cli import command
+from facesr.config import MergeMasksParams, load_merge_masks
+from stages import _cli
+
+SMOKE_FACES = 8
 
 
-def run(params: dict[str, Any], *, raw: str | Path, out: str | Path, smoke_test: bool = False,
-        source: str = "params.yaml") -> dict[str, Any]:
-    """Merge the masks of every face.
-
-    Args:
-        raw: download stage output (holds CelebAMask-HQ/)
-        out: output folder for the merged maps
-        smoke_test: the first 8 faces only
-    """
+def run(params: MergeMasksParams, *, raw: str | Path, out: str | Path, smoke_test: bool = False) -> dict[str, Any]:
+    """Merge the masks of every face under `raw` into `out`."""
     from facesr.data.merge import merge_masks
 
-    require(params, "parts", "mask_size", "workers", "on_error", where=f"{source}: merge_masks")
-    return merge_masks(raw, out, parts=list(params["parts"]), mask_size=int(params["mask_size"]),
-                       workers=int(params["workers"]), on_error=params["on_error"], limit=8 if smoke_test else None)
+    return merge_masks(raw, out, parts=list(params.parts), mask_size=params.mask_size, workers=params.workers,
+                       on_error=params.on_error, limit=SMOKE_FACES if smoke_test else None)
 
 
-main = command(run)
+def parser(prog: str = "python -m stages.merge_masks") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    p.add_argument("--params", default="params.yaml", help="params file (reads its merge_masks: section)")
+    p.add_argument("--raw", required=True, help="download stage output (holds CelebAMask-HQ/)")
+    p.add_argument("--out", required=True, help="output folder for the merged maps")
+    p.add_argument("--smoke-test", action="store_true", help="the first 8 faces only")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return _cli.report(lambda: run(load_merge_masks(args.params), raw=args.raw, out=args.out,
+                                   smoke_test=args.smoke_test))
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,41 +1,54 @@
 """DVC stage `train`: SRResNet, Method 1 and any ablation variants, as Ray Tune trials tracked in MLflow.
 
 Reads the `train:` section (variants, search, select, loop, resources, max_failures, smoke_test;
-docs/training.md has every key).
+docs/training.md has every key) and the shared `mlflow:` and `profile:`.
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
-from stages._cli import command
+from facesr.train.config import StageConfig, load_stage
+from stages import _cli
 
 
-def run(params: dict[str, Any], *, data: str | Path, models: str | Path, metrics: str | Path, curves: str | Path,
-        workdir: str | Path, mlflow: dict[str, Any], profile: str | None, smoke_test: bool = False,
-        source: str = "params.yaml") -> dict[str, Any]:
-    """Train every trial of the section, export the best per variant; returns the metrics summary.
-
-    Args:
-        data: prepared data folder (downscale stage output)
-        models: folder for the exported <variant>.pt files (facesr-generator/1)
-        metrics: metrics JSON to write
-        curves: folder for the per-variant CSV curves
-        workdir: trial checkpoints (not a DVC out: a rerun resumes unfinished trials)
-        mlflow: params.yaml's top-level mlflow: section (tracking_uri, experiment)
-        profile: params.yaml's profile: (MLflow's profile tag)
-        smoke_test: a few steps per trial (the smoke_test overrides)
-    """
-    from facesr.train.config import parse_stage
+def run(config: StageConfig, *, data: str | Path, models: str | Path, metrics: str | Path, curves: str | Path,
+        workdir: str | Path, smoke_test: bool = False) -> dict[str, Any]:
+    """Train every trial of `config` (parsed with the same `smoke_test`: load_stage), export the best
+    per variant; returns the metrics summary."""
     from facesr.train.driver import run_stage
 
-    config = parse_stage(params, stage="train", gan=False, smoke_test=smoke_test, mlflow=mlflow,
-                         profile=profile, source=source)
     return run_stage(config, data=data, models=models, metrics=metrics, curves=curves, workdir=workdir,
                      smoke_test=smoke_test)
 
 
-main = command(run)
+def load(params_path: str | Path, smoke_test: bool) -> StageConfig:
+    """The `train:` section and its RunContext, with the smoke-test sizes when `smoke_test`."""
+    return load_stage(params_path, "train", gan=False, smoke_test=smoke_test)
+
+
+def parser(prog: str = "python -m stages.train") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    p.add_argument("--params", default="params.yaml",
+                   help="params file (reads its train: section and the top-level profile: and mlflow:)")
+    p.add_argument("--data", required=True, help="prepared data folder (downscale stage output)")
+    p.add_argument("--models", required=True, help="folder for the exported <variant>.pt files (facesr-generator/1)")
+    p.add_argument("--metrics", required=True, help="metrics JSON to write")
+    p.add_argument("--curves", required=True, help="folder for the per-variant CSV curves")
+    p.add_argument("--workdir", required=True,
+                   help="trial checkpoints (not a DVC out: a rerun resumes unfinished trials)")
+    p.add_argument("--smoke-test", action="store_true", help="a few steps per trial (the smoke_test overrides)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return _cli.report(lambda: run(load(args.params, args.smoke_test), data=args.data, models=args.models,
+                                   metrics=args.metrics, curves=args.curves, workdir=args.workdir,
+                                   smoke_test=args.smoke_test))
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -5,10 +5,26 @@ from pathlib import Path
 import pytest
 import yaml
 
-from facesr.config import ParamsError, load_params, load_section
+from facesr.config import (
+    DownloadParams,
+    Mlflow,
+    ParamsError,
+    RunContext,
+    as_params,
+    load_context,
+    load_download,
+    load_downscale,
+    load_evaluate,
+    load_merge_masks,
+    load_params,
+    load_report,
+    load_section,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ["download", "merge_masks", "downscale", "train", "train_gan", "evaluate", "report"]
+LOADERS = {"download": load_download, "merge_masks": load_merge_masks, "downscale": load_downscale,
+           "evaluate": load_evaluate, "report": load_report}
 
 
 def _write(root: Path, params: str, **profiles: str) -> Path:
@@ -73,6 +89,10 @@ def test_every_shipped_profile_has_every_stage_section_and_loads(name, tmp_path)
     params = _write(tmp_path, yaml.safe_dump(data), **{name: (REPO / "profiles" / f"{name}.yaml").read_text()})
     for stage in STAGES:
         assert isinstance(load_section(params, stage), dict)
+    # and each section parses into its typed config (the shipped values are all valid)
+    for load in LOADERS.values():
+        load(params)
+    assert load_context(params) == RunContext(name, load_context(REPO / "params.yaml").mlflow)
 
 
 def test_params_yaml_selects_the_demo_profile_which_changes_nothing():
@@ -101,3 +121,78 @@ def test_no_profile_repeats_its_own_name_or_the_mlflow_section():
     for path in (REPO / "profiles").glob("*.yaml"):
         data = load_params(path)
         assert "mlflow" not in data and not any("mlflow" in (s or {}) for s in data.values()), path.name
+
+
+def test_each_section_parses_into_its_dataclass_with_the_yaml_keys_as_fields():
+    data = load_params(REPO / "params.yaml")
+    for section, load in LOADERS.items():
+        params = load(REPO / "params.yaml")
+        # the YAML form comes back unchanged (MLflow logs it, and hashes it into params_hash)
+        assert as_params(params) == data[section], section
+    assert load_download(REPO / "params.yaml") == DownloadParams(**{**data["download"], "backoff_s": 1.0})
+    assert load_context(REPO / "params.yaml") == RunContext("demo", Mlflow("sqlite:///mlflow.db", "facesr"))
+
+
+# a bad key or value per section: (section, override, what the message says after "<file(s)>: ")
+BAD = [
+    ("download", {"source": "ftp"}, r"download\.source: 'ftp' is not one of url, archive, folder, synthetic"),
+    ("download", {"workers": 0}, r"download\.workers: 0 is less than 1"),
+    ("download", {"on_error": "ignore"}, r"download\.on_error: 'ignore' is not one of fail, skip"),
+    ("download", {"backoff_s": "1s"}, r"download\.backoff_s: expected a number, got '1s'"),
+    ("download", {"mirror": "x"}, r"download: unknown key\(s\) mirror"),
+    ("merge_masks", {"parts": "skin"}, r"merge_masks\.parts: expected a list, got 'skin'"),
+    ("merge_masks", {"mask_size": 0}, r"merge_masks\.mask_size: 0 is less than 1"),
+    ("downscale", {"kernel": "lanczos"}, r"downscale\.kernel: 'lanczos' is not one of bicubic_aa, bicubic"),
+    ("downscale", {"split": "random"}, r"downscale\.split: 'random' is not one of thesis, official, counts"),
+    ("downscale", {"split_counts": [1, 2, 3]}, r"downscale\.split_counts: expected a mapping"),
+    ("evaluate", {"device": "tpu"}, r"evaluate\.device: 'tpu' is not one of auto, cpu, cuda"),
+    ("evaluate", {"precision": "fp16"}, r"evaluate\.precision: 'fp16' is not one of auto, fp32, bf16"),
+    ("evaluate", {"batch_size": 0}, r"evaluate\.batch_size: 0 is less than 1"),
+    ("evaluate", {"lpips_net": "squeeze"}, r"evaluate\.lpips_net: 'squeeze' is not one of alex, vgg"),
+    ("report", {"crop": [36, 16, 0, 96]}, r"report\.crop: expected \[y, x, h, w\] with h, w >= 1, got \[36, 16, 0, 96\]"),
+    ("report", {"crop": [36, 16, 48]}, r"report\.crop: expected \[y, x, h, w\]"),
+    ("report", {"grid_faces": "six"}, r"report\.grid_faces: expected an integer, got 'six'"),
+]
+
+
+@pytest.mark.parametrize(("section", "override", "message"), BAD)
+def test_a_bad_value_names_the_file_and_the_key(tmp_path, section, override, message):
+    data = load_params(REPO / "params.yaml")
+    data["profile"] = None
+    data[section] |= override
+    params = _write(tmp_path, yaml.safe_dump(data))
+    with pytest.raises(ParamsError, match=f"^{str(params).replace('.', '[.]')}: {message}"):
+        LOADERS[section](params)
+
+
+@pytest.mark.parametrize(("section", "override", "message"), BAD[:1] + BAD[-3:-2])
+def test_a_bad_value_set_by_a_profile_names_both_files(tmp_path, section, override, message):
+    data = load_params(REPO / "params.yaml")
+    data["profile"] = "p"
+    params = _write(tmp_path, yaml.safe_dump(data),
+                    p=yaml.safe_dump({s: override if s == section else {} for s in STAGES}))
+    with pytest.raises(ParamsError, match=rf"^{params} \+ {tmp_path / 'profiles' / 'p.yaml'}: {message}"):
+        LOADERS[section](params)
+
+
+def test_a_missing_key_is_named(tmp_path):
+    data = load_params(REPO / "params.yaml")
+    data["profile"] = None
+    del data["merge_masks"]["workers"]
+    params = _write(tmp_path, yaml.safe_dump(data))
+    with pytest.raises(ParamsError, match=r"params\.yaml: merge_masks: missing key\(s\) workers"):
+        load_merge_masks(params)
+
+
+def test_the_run_context_is_checked(tmp_path):
+    params = _write(tmp_path, "profile: null\nmlflow: {experiment: e}\n")
+    with pytest.raises(ParamsError, match=r"params\.yaml: mlflow: missing key\(s\) tracking_uri"):
+        load_context(params)
+    (tmp_path / "params.yaml").write_text("profile: null\nmlflow: {tracking_uri: x, experiment: e, profile: p}\n")
+    with pytest.raises(ParamsError, match=r"params\.yaml: mlflow: unknown key\(s\) profile"):
+        load_context(params)
+    (tmp_path / "params.yaml").write_text("profile: 3\nmlflow: {tracking_uri: x, experiment: e}\n")
+    with pytest.raises(ParamsError, match=r"params\.yaml: profile: expected a str, got 3"):
+        load_context(params)
+    (tmp_path / "params.yaml").write_text("mlflow: {tracking_uri: x, experiment: e}\n")
+    assert load_context(params) == RunContext(None, Mlflow("x", "e"))

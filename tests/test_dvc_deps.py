@@ -12,12 +12,10 @@ from facesr.provenance import import_closure
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cmd_modules(cmd: str) -> list[str]:
-    """The `-m` module of a command, and the stage module it names when that is the generic flows.stage
-    (`python -m flows.stage stages.train ...` imports stages.train by name, which no import statement shows)."""
+def cmd_module(cmd: str) -> str:
+    """The `-m` module of a command (`python -m flows.train ...` -> flows.train)."""
     words = cmd.split()
-    module = words[words.index("-m") + 1]
-    return [module, words[words.index("-m") + 2]] if module == "flows.stage" else [module]
+    return words[words.index("-m") + 1]
 
 
 def uncovered(dvc: dict) -> dict[str, list[str]]:
@@ -25,7 +23,7 @@ def uncovered(dvc: dict) -> dict[str, list[str]]:
     out = {}
     for name, stage in dvc["stages"].items():
         deps = [Path(d) for d in stage.get("deps", [])]
-        files = [p.relative_to(REPO) for p in import_closure(cmd_modules(stage["cmd"]), REPO).values()]
+        files = [p.relative_to(REPO) for p in import_closure([cmd_module(stage["cmd"])], REPO).values()]
         missing = sorted(str(f) for f in files if not any(f == d or d in f.parents for d in deps))
         if missing:
             out[name] = missing
@@ -41,9 +39,12 @@ def test_every_stage_depends_on_every_module_it_imports():
 def test_a_stage_depends_on_its_own_stage_module_only():
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     for name, stage in dvc["stages"].items():
-        closure = import_closure(cmd_modules(stage["cmd"]), REPO)
-        assert f"stages.{name}" in closure and "flows.stage" in closure, name
+        closure = import_closure([cmd_module(stage["cmd"])], REPO)
+        assert cmd_module(stage["cmd"]) == f"flows.{name}", name
+        assert f"stages.{name}" in closure, name
+        # so a change to another stage's module or flow reruns nothing here
         assert {m for m in closure if m.startswith("stages.") and m != "stages._cli"} == {f"stages.{name}"}, name
+        assert {m for m in closure if m.startswith("flows.")} == {f"flows.{name}"}, name
     broken = copy.deepcopy(dvc)
     broken["stages"]["train"]["deps"].remove("stages/train.py")
     assert uncovered(broken) == {"train": ["stages/train.py"]}

@@ -42,10 +42,13 @@ def make_generators(root: Path) -> tuple[Path, Path]:
 
 
 def run(params: dict, **paths):
-    """stages.evaluate.run with the shared keys a test evaluation logs under."""
+    """stages.evaluate.run on the section `params`, with the RunContext a test evaluation logs under
+    ($MLFLOW_TRACKING_URI, tests/conftest.py, wins over its tracking_uri)."""
+    from facesr.config import EvaluateParams, Mlflow, RunContext, parse
     from stages.evaluate import run as stage_run
 
-    return stage_run(params, mlflow={"experiment": "facesr-test"}, profile="test", **paths)
+    return stage_run(parse(EvaluateParams, params, "evaluate"), RunContext("test", Mlflow("unused", "facesr-test")),
+                     **paths)
 
 
 def eval_params(**over) -> dict:
@@ -147,6 +150,7 @@ def test_logged_to_mlflow(evaluated):
     run = mlflow.get_run(summary["mlflow_run_id"])
     assert run.data.metrics["bicubic.psnr"] == pytest.approx(summary["psnr"]["bicubic"], abs=1e-3)
     assert run.data.tags["dvc_stage"] == "evaluate"
+    assert run.data.tags["profile"] == "test"  # the RunContext's profile, passed down to run_tags
 
 
 def test_missing_generator_names_file_and_keeps_previous_outputs(evaluated):
@@ -205,7 +209,7 @@ def test_cli_reports_bad_params(tmp_path, capsys):
     code = main(["--params", str(tmp_path / "params.yaml"), "--data", "d", "--models", "m", "--gan", "g",
                  "--out", "o.json", "--per-image", "p.csv", "--images", "i"])
     assert code == 2
-    assert "missing key(s)" in capsys.readouterr().err
+    assert f"error: {tmp_path / 'params.yaml'}: evaluate: missing key(s) batch_size" in capsys.readouterr().err
 
 
 def test_every_seed_of_a_variant_is_scored_when_trials_exist(evaluated, tmp_path):

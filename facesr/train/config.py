@@ -14,9 +14,18 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-from facesr.config import AT_LEAST_1, ParamsError, parse
+from facesr.config import (
+    AT_LEAST_1,
+    ParamsError,
+    RunContext,
+    load_context,
+    load_section,
+    parse,
+    section_source,
+)
 
 
 @dataclass(frozen=True)
@@ -122,22 +131,13 @@ class Resources:
 
 
 @dataclass(frozen=True)
-class Mlflow:
-    """params.yaml's top-level `mlflow:` section, shared by train, train_gan and evaluate."""
-
-    tracking_uri: str  # $MLFLOW_TRACKING_URI wins (facesr.tracking.tracking_uri)
-    experiment: str
-
-
-@dataclass(frozen=True)
 class StageConfig:
     stage: str
     variants: dict[str, Variant]
     select: Select
     resources: Resources
     max_failures: int
-    mlflow: Mlflow
-    profile: str | None  # params.yaml's `profile:`, MLflow's `profile` tag
+    context: RunContext  # params.yaml's `profile:` (MLflow's `profile` tag) and `mlflow:`
     trials: tuple[Trial, ...]
     # per trial (same order): its search point and its name within the variant, from the keys
     # that vary (trial_label): the file <models>/trials/<variant>/<name>.pt
@@ -176,10 +176,10 @@ def trial_label(point: Mapping[str, Any], points: list[dict[str, Any]], seed: in
 SECTION_KEYS = ("variants", "search", "select", "loop", "resources", "max_failures", "smoke_test")
 
 
-def parse_stage(section: Mapping[str, Any], *, stage: str, gan: bool, smoke_test: bool, mlflow: Mapping[str, Any],
-                profile: str | None, source: str = "params.yaml") -> StageConfig:
-    """A `train`/`train_gan` section (and the shared `mlflow:` and `profile:`) -> StageConfig with
-    one Trial per (variant x search point).
+def parse_stage(section: Mapping[str, Any], *, stage: str, gan: bool, smoke_test: bool, context: RunContext,
+                source: str = "params.yaml") -> StageConfig:
+    """A `train`/`train_gan` section (and the shared `profile:` and `mlflow:`, load_context) ->
+    StageConfig with one Trial per (variant x search point).
 
     A trial's loop is the section's `loop`, then the variant's own `loop` overrides (e.g. more
     steps for an equal-wall-clock baseline), then the grid point, then the smoke-test sizes. A key
@@ -187,7 +187,6 @@ def parse_stage(section: Mapping[str, Any], *, stage: str, gan: bool, smoke_test
     since the grid point would silently win.
     """
     where = f"{source}: {stage}"
-    params_file = source.split(" + ")[0]  # `mlflow:` comes from params.yaml alone (facesr.config.load_shared)
     if missing := [k for k in SECTION_KEYS if k not in section]:
         raise ParamsError(f"{where}: missing key(s) {', '.join(missing)}")
     if unknown := sorted(set(section) - set(SECTION_KEYS)):
@@ -226,8 +225,14 @@ def parse_stage(section: Mapping[str, Any], *, stage: str, gan: bool, smoke_test
     return StageConfig(stage=stage, variants=variants, select=parse(Select, section["select"], f"{where}.select"),
                        resources=parse(Resources, section["resources"], f"{where}.resources"),
                        max_failures=parse(int, section["max_failures"], f"{where}.max_failures"),
-                       mlflow=parse(Mlflow, mlflow, f"{params_file}: mlflow"), profile=profile,
+                       context=context,
                        trials=tuple(trials), points=tuple(trial_points), labels=tuple(labels), section=dict(section))
+
+
+def load_stage(params_path: str | Path, stage: str, *, gan: bool, smoke_test: bool) -> StageConfig:
+    """The `stage` section of the params file (with its profile's overrides) and its RunContext, parsed."""
+    return parse_stage(load_section(params_path, stage), stage=stage, gan=gan, smoke_test=smoke_test,
+                       context=load_context(params_path), source=section_source(params_path))
 
 
 def trial_from_dict(data: Mapping[str, Any]) -> Trial:

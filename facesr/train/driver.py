@@ -84,16 +84,15 @@ def run_stage(config: StageConfig, *, data: str | Path, models: str | Path, metr
         raise ParamsError(f"{data}: no manifest.json; expected the downscale stage's prepared data")
     if init is not None and not Path(init).is_file():
         raise ParamsError(f"{init}: the Method 1 generator to start the GAN from does not exist; run the train stage")
-    uri = tracking_uri(vars(config.mlflow))
+    uri = tracking_uri(vars(config.context.mlflow))
     # A tracking server that is down must stop the stage before any training time is spent.
     check_mlflow(uri)
     for target in (models, curves, metrics, workdir / "collect"):
         sweep_stale(target)  # what a killed run of this stage left beside its outputs
     shared = shared_identity(data, init)
     identities = [RunIdentity(params=t.params_hash, **shared) for t in config.trials]
-    # run_tags reads the profile tag from its third argument
-    tags = run_tags(config.stage, config.section, {**vars(config.mlflow), "profile": config.profile or "unset"})
-    set_experiment(uri, config.mlflow.experiment)
+    tags = run_tags(config.stage, config.section, config.context.profile)
+    set_experiment(uri, config.context.mlflow.experiment)
     os.environ.pop("MLFLOW_RUN_ID", None)
 
     collect = temp_dir_beside(workdir / "collect")
@@ -134,7 +133,7 @@ def run_stage(config: StageConfig, *, data: str | Path, models: str | Path, metr
                 stage=config.stage, smoke_test=smoke_test,
                 select=TrainSelection(metric=config.select.metric, mode=config.select.mode),
                 identity=TrainIdentity(**shared),
-                mlflow=TrainTracking(tracking_uri=uri, experiment=config.mlflow.experiment,
+                mlflow=TrainTracking(tracking_uri=uri, experiment=config.context.mlflow.experiment,
                                      parent_run_id=parent.info.run_id),
                 variants=variants, trials=tuple(trial_entry(r) for r in results))
             summary.write(metrics)

@@ -158,7 +158,7 @@ def run_trials(config: StageConfig, identities: list[RunIdentity], *, data: Path
             tune.with_resources(_trainable, {"cpu": cpus, "gpu": gpus}),
             param_space={"point": tune.grid_search(points), "cpus": cpus, "data": str(data.resolve()),
                          "workdir": str(workdir.resolve()), "init": str(init.resolve()) if init else "", "mlflow_uri": mlflow_uri,
-                         "experiment": config.mlflow.experiment, "parent_run_id": parent_run_id, "tags": tags},
+                         "experiment": config.context.mlflow.experiment, "parent_run_id": parent_run_id, "tags": tags},
             # no metric here: intermediate reports (at checkpoints) need not carry validation scores;
             # the best trial per variant is chosen from the final reports (best_per_variant)
             run_config=tune.RunConfig(

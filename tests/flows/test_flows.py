@@ -17,55 +17,78 @@ STAGES = ["download", "merge_masks", "downscale", "train", "train_gan", "evaluat
 MODELS = ["bicubic", "srresnet", "method1", "method2"]
 
 
-def test_stage_flags_come_from_run():
-    """`python -m stages.<name>` and `python -m flows.stage stages.<name>`: one flag per path argument of
-    run, required unless it has a default, with its help from run's docstring."""
-    from stages import _cli, download, evaluate
+# each stage's flags, as written in stages/<name>.py (dvc.yaml, docs/data.md, docs/training.md use them)
+FLAGS = {
+    "download": {"--params", "--out", "--cache", "--smoke-test"},
+    "merge_masks": {"--params", "--raw", "--out", "--smoke-test"},
+    "downscale": {"--params", "--raw", "--merged", "--out", "--smoke-test"},
+    "train": {"--params", "--data", "--models", "--metrics", "--curves", "--workdir", "--smoke-test"},
+    "train_gan": {"--params", "--data", "--init", "--models", "--metrics", "--curves", "--workdir", "--smoke-test"},
+    "evaluate": {"--params", "--data", "--models", "--gan", "--out", "--per-image", "--images", "--smoke-test"},
+    "report": {"--params", "--eval", "--per-image", "--images", "--train-curves", "--gan-curves", "--out",
+               "--smoke-test"},
+}
+# the stages that read the RunContext (params.yaml's top-level profile: and mlflow:) besides their section
+TRACKED = ("train", "train_gan", "evaluate")
 
-    parser = _cli.build_parser(evaluate.run)
-    flags = {a.dest: a for a in parser._actions if a.dest != "help"}
-    assert set(flags) == {"params", "data", "models", "gan", "out", "per_image", "images", "smoke_test"}
-    assert flags["per_image"].option_strings == ["--per-image"] and flags["per_image"].required
-    assert flags["gan"].help == "folder with method2.pt (train_gan output)"
-    assert flags["params"].default == "params.yaml" and parser.prog == "python -m stages.evaluate"
-    cache = next(a for a in _cli.build_parser(download.run)._actions if a.dest == "cache")
-    assert not cache.required and cache.default is None
-    with pytest.raises(SystemExit) as exc:  # a missing path is a usage error, exit 2
-        parser.parse_args(["--data", "d"])
+
+@pytest.mark.parametrize("name", STAGES)
+def test_each_stage_help_lists_its_flags(name, capsys):
+    stage = importlib.import_module(f"stages.{name}")
+    with pytest.raises(SystemExit) as exc:
+        stage.main(["--help"])
+    assert exc.value.code == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith(f"usage: python -m stages.{name}")
+    options = shown.partition("options:")[2]
+    assert {w.rstrip(",") for w in options.split() if w.startswith("--")} == FLAGS[name] | {"--help"}
+    actions = {a.option_strings[0]: a for a in stage.parser()._actions if a.option_strings[0] != "-h"}
+    assert set(actions) == FLAGS[name] and all(a.help for a in actions.values()), name
+    assert actions["--params"].default == "params.yaml"
+    # every path is required, except download's --cache
+    assert {f for f, a in actions.items() if not a.required} == {"--params", "--smoke-test"} | (
+        {"--cache"} if name == "download" else set())
+
+
+def test_a_missing_path_is_a_usage_error():
+    from stages import evaluate
+
+    with pytest.raises(SystemExit) as exc:
+        evaluate.parser().parse_args(["--data", "d"])
     assert exc.value.code == 2
-
-
-def test_a_stage_gets_the_shared_keys_its_run_declares_and_no_flag_for_them(tmp_path):
-    from stages import _cli, report, train
-
-    (tmp_path / "params.yaml").write_text("profile: null\nmlflow: {tracking_uri: sqlite:///x.db, experiment: e}\n"
-                                          "train: {a: 1}\nreport: {b: 2}\n")
-    assert _cli.load(str(tmp_path / "params.yaml"), "train", _cli.shared_keys(train.run)) == {
-        "params": {"a": 1}, "source": str(tmp_path / "params.yaml"), "profile": None,
-        "mlflow": {"tracking_uri": "sqlite:///x.db", "experiment": "e"}}
-    assert set(_cli.load(str(tmp_path / "params.yaml"), "report", _cli.shared_keys(report.run))) == {"params", "source"}
-    flags = {a.dest for a in _cli.build_parser(train.run)._actions}
-    assert not flags & {"mlflow", "profile"} and {"data", "models", "workdir"} <= flags
 
 
 def test_dvc_yaml_commands_are_the_flows():
     import yaml
 
-    from stages import _cli
-
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert list(stages) == STAGES
     for name, stage in stages.items():
-        assert stage["cmd"].startswith(f"python -m flows.stage stages.{name} --params params.yaml"), name
-        # `profile` (which picks the profile file), the shared top-level keys its run declares
-        # (stages._cli.shared_keys), its own section and the same section of the profile: nothing else
-        shared = _cli.shared_keys(importlib.import_module(f"stages.{name}").run)
-        assert stage["params"] == ["profile", *(k for k in shared if k != "profile"), name,
+        assert stage["cmd"].startswith(f"python -m flows.{name} --params params.yaml"), name
+        # `profile` (which picks the profile file), `mlflow` for a stage that reads the RunContext,
+        # its own section and the same section of the profile: nothing else
+        assert stage["params"] == ["profile", *(["mlflow"] if name in TRACKED else []), name,
                                    {"profiles/${profile}.yaml": [name]}], name
-        assert shared == (("profile", "mlflow") if name in ("train", "train_gan", "evaluate") else ()), name
         # Each stage's flags parse with its own parser (paths live only in dvc.yaml).
-        argv = stage["cmd"].split()[4:]
-        _cli.build_parser(importlib.import_module(f"stages.{name}").run).parse_args(argv)
+        argv = stage["cmd"].split()[3:]
+        args = importlib.import_module(f"stages.{name}").parser().parse_args(argv)
+        assert args.params == "params.yaml" and not args.smoke_test
+
+
+def test_each_flow_is_named_after_its_stage_and_takes_the_typed_config():
+    from prefect import Task
+
+    for name in STAGES:
+        module = importlib.import_module(f"flows.{name}")
+        the_flow = getattr(module, f"{name}_flow")
+        assert the_flow.name == name
+        parameters = list(the_flow.parameters.properties)
+        assert parameters[0] == ("config" if name in ("train", "train_gan") else "params"), name
+        # the training StageConfig holds its RunContext; evaluate takes it beside its section
+        assert ("context" in parameters) == (name == "evaluate"), name
+        # only I/O retries: the download stage's fetch
+        tasks = [v for v in vars(module).values() if isinstance(v, Task)]
+        assert len(tasks) == 1 and tasks[0].retries == (2 if name == "download" else 0), name
 
 
 @pytest.fixture
@@ -99,16 +122,16 @@ def evaluation(tmp_path) -> dict[str, str]:
 
 
 def test_report_flow_runs_on_the_ephemeral_server(evaluation):
-    """A real flow run named after the stage, with its two tasks, recorded by Prefect."""
+    """A real flow run named after the stage, with its task, recorded by Prefect."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    import stages.report
-    from flows.stage import stage_flow
+    from facesr.config import load_report
+    from flows.report import report_flow
 
     paths = dict(evaluation)
-    params = paths.pop("params")
-    state = stage_flow(stages.report)(params_path=params, paths=paths, return_state=True)
+    params = load_report(paths.pop("params"))
+    state = report_flow(params, **paths, return_state=True)
     summary = state.result()
     assert summary["models"] == MODELS
     assert summary["index"] == str(Path(evaluation["out"]) / "index.html") and Path(summary["index"]).is_file()
@@ -117,8 +140,11 @@ def test_report_flow_runs_on_the_ephemeral_server(evaluation):
         names = {client.read_flow(r.flow_id).name: r.state_type.value for r in runs}
         this_run = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
         tasks = {t.name.rsplit("-", 1)[0]: t.state_type.value for t in client.read_task_runs(flow_run_filter=this_run)}
+        flow_run = client.read_flow_run(state.state_details.flow_run_id)
     assert names.get("report") == "COMPLETED"
-    assert tasks == {"load-params": "COMPLETED", "run-report": "COMPLETED"}
+    assert tasks == {"build-report": "COMPLETED"}
+    # the typed config is the flow run's parameter, as the Prefect UI shows it
+    assert flow_run.parameters["params"]["crop"] == [36, 16, 48, 96]
 
 
 def test_stage_cli_prints_its_summary_as_json(evaluation):
@@ -142,18 +168,35 @@ def test_stage_cli_bad_params_exit_2_with_the_file_named(tmp_path):
 
 def test_flow_cli_bad_params_exit_2_with_the_file_named(tmp_path):
     (tmp_path / "params.yaml").write_text("download:\n  source: synthetic\n")
-    proc = subprocess.run([sys.executable, "-m", "flows.stage", "stages.report", "--params", str(tmp_path / "params.yaml"),
+    proc = subprocess.run([sys.executable, "-m", "flows.report", "--params", str(tmp_path / "params.yaml"),
                            "--eval", "e", "--per-image", "p", "--images", "i", "--train-curves", "t",
                            "--gan-curves", "g", "--out", "o"], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 2
-    assert "params.yaml: no 'report:' section" in proc.stderr
+    assert "params.yaml: no 'report:' section" in proc.stderr and proc.stdout == ""
 
 
-def test_flow_cli_unknown_stage_exit_2():
-    proc = subprocess.run([sys.executable, "-m", "flows.stage", "stages.nope"], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 2 and "'stages.nope'" in proc.stderr and "usage: python -m flows.stage" in proc.stderr
+BAD_VALUE = {"download": ("workers", 0), "merge_masks": ("on_error", "ignore"), "downscale": ("kernel", "box"),
+             "train": ("max_failures", "two"), "train_gan": ("max_failures", "two"), "evaluate": ("device", "tpu"),
+             "report": ("crop", [1, 2, 0, 4])}
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_stage_cli_bad_param_value_exit_2_naming_file_and_key(name, tmp_path):
+    """A bad value in each stage's section: `error: <file>: <section>.<key>: ...` on stderr, exit 2."""
+    import yaml
+
+    data = yaml.safe_load((REPO / "params.yaml").read_text())
+    data["profile"] = None
+    key, bad = BAD_VALUE[name]
+    data[name][key] = bad
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
+    paths = [f"{flag}={tmp_path / 'x'}" for flag in sorted(FLAGS[name] - {"--params", "--smoke-test"})]
+    proc = subprocess.run([sys.executable, "-m", f"stages.{name}", "--params", str(tmp_path / "params.yaml"), *paths],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"error: {tmp_path / 'params.yaml'}: {name}.{key}: "), proc.stderr
+    assert proc.stdout == ""
 
 
 def test_pipeline_flow_fails_when_dvc_fails(tmp_path):

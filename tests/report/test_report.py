@@ -26,6 +26,13 @@ REPORT_PARAMS = {
 }
 
 
+def report_params():
+    """REPORT_PARAMS as the report stage gets them (facesr.config.load_report)."""
+    from facesr.config import ReportParams, parse
+
+    return parse(ReportParams, REPORT_PARAMS, "report")
+
+
 @pytest.fixture(scope="module")
 def report_dir(mini_dir, tmp_path_factory):
     import sys
@@ -46,7 +53,7 @@ def report_dir(mini_dir, tmp_path_factory):
     (curves / "method1.csv").write_text(
         "step,loss,val_psnr\n" + "".join(f"{s},{1.0 / (s + 1):.4f},{20 + s * 0.1:.2f}\n" for s in range(0, 50, 5))
     )
-    report(REPORT_PARAMS, eval=root / "eval.json", per_image=root / "per_image.csv", images=root / "evaluation",
+    report(report_params(), eval=root / "eval.json", per_image=root / "per_image.csv", images=root / "evaluation",
            train_curves=curves, gan_curves=root / "no-gan-curves", out=root / "reports")
     return root / "reports"
 
@@ -78,7 +85,7 @@ def test_missing_eval_is_a_clear_error(tmp_path):
     from stages.report import run as report
 
     with pytest.raises(ReportError, match=r"eval\.json: evaluation metrics not found"):
-        report(REPORT_PARAMS, eval=tmp_path / "eval.json", per_image=tmp_path / "p.csv", images=tmp_path,
+        report(report_params(), eval=tmp_path / "eval.json", per_image=tmp_path / "p.csv", images=tmp_path,
                train_curves=tmp_path, gan_curves=tmp_path, out=tmp_path / "reports")
     assert not (tmp_path / "reports").exists()
 

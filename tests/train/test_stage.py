@@ -8,14 +8,20 @@ import pytest
 import torch
 from helpers import TINY
 
-from facesr.config import load_section, load_shared
+from facesr.config import load_context, load_section
 from facesr.data.util import sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # `stages` is a top-level folder, not an installed package
     sys.path.insert(0, str(REPO))
-# the shared top-level keys flows.stage passes the training stages (stages._cli.shared_keys)
-SHARED = {"mlflow": load_shared(REPO / "params.yaml", "mlflow"), "profile": "demo"}
+
+
+def smoke_config(section: dict, stage: str = "train"):
+    """A training section parsed as `python -m stages.<stage> --smoke-test` parses it (load_stage)."""
+    from facesr.train.config import parse_stage
+
+    return parse_stage(section, stage=stage, gan=stage == "train_gan", smoke_test=True,
+                       context=load_context(REPO / "params.yaml"))
 
 
 def tiny_section(seeds=(0, 1)) -> dict:
@@ -40,8 +46,8 @@ def test_train_stage_2_variants_x_2_seeds_with_a_retry_each(prepared_small, tmp_
     monkeypatch.setenv("FACESR_FAULT_STEP", "3")
     monkeypatch.setenv("FACESR_FAULT_MODE", "corrupt")
     out = tmp_path / "out"
-    summary = train.run(tiny_section(), data=prepared_small, models=out / "models", metrics=out / "train.json",
-                        curves=out / "curves", workdir=tmp_path / "runs", smoke_test=True, **SHARED)
+    summary = train.run(smoke_config(tiny_section()), data=prepared_small, models=out / "models",
+                        metrics=out / "train.json", curves=out / "curves", workdir=tmp_path / "runs", smoke_test=True)
 
     assert sorted(p.name for p in (out / "models").iterdir()) == ["method1.pt", "srresnet.pt", "trials"]
     assert sorted(p.name for p in (out / "curves").iterdir()) == ["method1.csv", "srresnet.csv"]
@@ -121,17 +127,17 @@ def test_train_gan_stage_exports_and_registers_method2(prepared_small, tmp_path)
 
     section = tiny_section(seeds=(0,))
     section["variants"] = {"method1": section["variants"]["method1"]}
-    train.run(section, data=prepared_small, models=tmp_path / "m", metrics=tmp_path / "t.json",
-              curves=tmp_path / "c", workdir=tmp_path / "runs", smoke_test=True, **SHARED)
+    train.run(smoke_config(section), data=prepared_small, models=tmp_path / "m", metrics=tmp_path / "t.json",
+              curves=tmp_path / "c", workdir=tmp_path / "runs", smoke_test=True)
     gan = load_section(REPO / "params.yaml", "train_gan")
     gan["loop"].update(val_lpips=False, discriminator_args={"num_feat": 4})
     # leftovers of a killed run of this stage are swept when it starts (issue 15)
     stale = [tmp_path / ".g.tmp-4242", tmp_path / ".g.old-4242", tmp_path / "gruns" / ".collect.tmp-x1"]
     for d in stale:
         d.mkdir(parents=True)
-    summary = train_gan.run(gan, data=prepared_small, init=tmp_path / "m" / "method1.pt", models=tmp_path / "g",
+    summary = train_gan.run(smoke_config(gan, "train_gan"), data=prepared_small, init=tmp_path / "m" / "method1.pt", models=tmp_path / "g",
                             metrics=tmp_path / "g.json", curves=tmp_path / "gc", workdir=tmp_path / "gruns",
-                            smoke_test=True, **SHARED)
+                            smoke_test=True)
     assert not any(d.exists() for d in stale)
     assert not list((tmp_path / "gruns").glob(".collect.*"))  # the collected trial files are removed too
     model, meta = load_generator(tmp_path / "g" / "method2.pt")
@@ -162,8 +168,8 @@ def test_a_trial_killed_on_its_last_attempt_fails_the_stage_and_its_run(prepared
     monkeypatch.setenv("FACESR_FAULT_STEP", "3")
     monkeypatch.setenv("FACESR_FAULT_MODE", "kill")
     with pytest.raises(TrainStageError, match=r"1 of 1 trials failed"):
-        train.run(section, data=prepared_small, models=tmp_path / "m", metrics=tmp_path / "t.json",
-                  curves=tmp_path / "c", workdir=tmp_path / "runs", smoke_test=True, **SHARED)
+        train.run(smoke_config(section), data=prepared_small, models=tmp_path / "m", metrics=tmp_path / "t.json",
+                  curves=tmp_path / "c", workdir=tmp_path / "runs", smoke_test=True)
     summary = json.loads((tmp_path / "t.json").read_text())
     (trial,) = summary["trials"]
     assert trial["error"] and summary["variants"] == {}

@@ -3,12 +3,13 @@
 import copy
 
 import pytest
+import yaml
 
-from facesr.config import ParamsError, load_section, load_shared
+from facesr.config import ParamsError, RunContext, load_context, load_section
 from facesr.train.config import ContentLoop, GanLoop, parse_stage
 from tests.conftest import REPO
 
-SHARED = {"mlflow": load_shared(REPO / "params.yaml", "mlflow"), "profile": "demo"}
+SHARED = {"context": load_context(REPO / "params.yaml")}
 
 
 def section(**variant_loop) -> dict:
@@ -99,13 +100,26 @@ def test_a_profile_setting_a_searched_key_in_loop_names_the_profile(tmp_path):
         load_section(tmp_path / "params.yaml", "train")
 
 
-def test_the_mlflow_section_is_shared_and_checked():
+def test_the_run_context_rides_along():
     config = parse_stage(section(), stage="train", gan=False, smoke_test=False, **SHARED)
-    assert vars(config.mlflow) == {"tracking_uri": "sqlite:///mlflow.db", "experiment": "facesr"}
-    assert config.profile == "demo"
-    with pytest.raises(ParamsError, match=r"^params\.yaml: mlflow: unknown key\(s\) profile"):
-        parse_stage(section(), stage="train", gan=False, smoke_test=False, source="params.yaml + profiles/demo.yaml",
-                    mlflow={**SHARED["mlflow"], "profile": "demo"}, profile="demo")
+    assert vars(config.context.mlflow) == {"tracking_uri": "sqlite:///mlflow.db", "experiment": "facesr"}
+    assert config.context == RunContext("demo", config.context.mlflow)
+
+
+def test_load_stage_names_params_yaml_and_the_profile_file(tmp_path):
+    from facesr.train.config import load_stage
+
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "p.yaml").write_text("train:\n  select: {mode: best}\n")
+    data = yaml.safe_load((REPO / "params.yaml").read_text()) | {"profile": "p"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ParamsError, match=rf"^{tmp_path / 'params.yaml'} \+ {tmp_path / 'profiles' / 'p.yaml'}: "
+                                          r"train\.select\.mode: 'best' is not one of max, min"):
+        load_stage(tmp_path / "params.yaml", "train", gan=False, smoke_test=False)
+    (tmp_path / "profiles" / "p.yaml").write_text("train:\n  select: {mode: min}\n")
+    config = load_stage(tmp_path / "params.yaml", "train", gan=False, smoke_test=True)
+    assert config.select.mode == "min" and config.context.profile == "p"
+    assert config.trials[0].loop.steps == data["train"]["smoke_test"]["steps"]
 
 
 def test_trial_names_come_from_the_search_keys_that_vary():
