@@ -17,3 +17,13 @@ for _key, _value in {
     "RAY_USAGE_STATS_ENABLED": "0",
 }.items():
     os.environ.setdefault(_key, _value)
+
+
+def log_summary(stage: str, summary: dict) -> dict:
+    """Put a stage's summary in its flow run's log (the Prefect UI shows it), and give it back."""
+    import json
+
+    from prefect import get_run_logger
+
+    get_run_logger().info("%s: %s", stage, json.dumps(summary, default=str))
+    return summary

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,11 @@ def parser(prog: str = "python -m stages.download") -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, run: Callable[..., dict[str, Any]] = run,
+         prog: str = "python -m stages.download") -> int:
+    """The command line: parse the flags and params, then `run` (this stage's, or its Prefect flow:
+    flows.download); the exit code of stages._cli.report."""
+    args = parser(prog).parse_args(argv)
     return _cli.report(lambda: run(load_download(args.params), out=args.out, cache=args.cache,
                                    smoke_test=args.smoke_test))
 

@@ -7,6 +7,7 @@ official | counts), split_counts (split: counts only), workers, on_error. Output
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,11 @@ def parser(prog: str = "python -m stages.downscale") -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, run: Callable[..., dict[str, Any]] = run,
+         prog: str = "python -m stages.downscale") -> int:
+    """The command line: parse the flags and params, then `run` (this stage's, or its Prefect flow:
+    flows.downscale); the exit code of stages._cli.report."""
+    args = parser(prog).parse_args(argv)
     return _cli.report(lambda: run(load_downscale(args.params), raw=args.raw, merged=args.merged, out=args.out,
                                    smoke_test=args.smoke_test))
 

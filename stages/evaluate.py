@@ -8,6 +8,7 @@ commented in params.yaml) and the shared `mlflow:` and `profile:`; scores go to 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,11 @@ def parser(prog: str = "python -m stages.evaluate") -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, run: Callable[..., dict[str, Any]] = run,
+         prog: str = "python -m stages.evaluate") -> int:
+    """The command line: parse the flags and params, then `run` (this stage's, or its Prefect flow:
+    flows.evaluate); the exit code of stages._cli.report."""
+    args = parser(prog).parse_args(argv)
     return _cli.report(lambda: run(load_evaluate(args.params), load_context(args.params), data=args.data,
                                    models=args.models, gan=args.gan, out=args.out, per_image=args.per_image,
                                    images=args.images, smoke_test=args.smoke_test))

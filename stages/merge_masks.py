@@ -7,6 +7,7 @@ Output: <out>/{id}.png, <out>/manifest.json, and <out>/skipped.json under on_err
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,11 @@ def parser(prog: str = "python -m stages.merge_masks") -> argparse.ArgumentParse
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, run: Callable[..., dict[str, Any]] = run,
+         prog: str = "python -m stages.merge_masks") -> int:
+    """The command line: parse the flags and params, then `run` (this stage's, or its Prefect flow:
+    flows.merge_masks); the exit code of stages._cli.report."""
+    args = parser(prog).parse_args(argv)
     return _cli.report(lambda: run(load_merge_masks(args.params), raw=args.raw, out=args.out,
                                    smoke_test=args.smoke_test))
 

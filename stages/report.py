@@ -7,6 +7,7 @@ Fig. 4.3 zoom, crop_faces, parsing_faces; commented in params.yaml).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,11 @@ def parser(prog: str = "python -m stages.report") -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, run: Callable[..., dict[str, Any]] = run,
+         prog: str = "python -m stages.report") -> int:
+    """The command line: parse the flags and params, then `run` (this stage's, or its Prefect flow:
+    flows.report); the exit code of stages._cli.report."""
+    args = parser(prog).parse_args(argv)
     return _cli.report(lambda: run(load_report(args.params), eval=args.eval, per_image=args.per_image,
                                    images=args.images, train_curves=args.train_curves, gan_curves=args.gan_curves,
                                    out=args.out, smoke_test=args.smoke_test))

@@ -7,6 +7,7 @@ and the shared `mlflow:` and `profile:`; its one variant `method2` is registered
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,11 @@ def parser(prog: str = "python -m stages.train_gan") -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, run: Callable[..., dict[str, Any]] = run,
+         prog: str = "python -m stages.train_gan") -> int:
+    """The command line: parse the flags and params, then `run` (this stage's, or its Prefect flow:
+    flows.train_gan); the exit code of stages._cli.report."""
+    args = parser(prog).parse_args(argv)
     return _cli.report(lambda: run(load(args.params, args.smoke_test), data=args.data, init=args.init,
                                    models=args.models, metrics=args.metrics, curves=args.curves,
                                    workdir=args.workdir, smoke_test=args.smoke_test))
