@@ -8,25 +8,31 @@ Inputs are float [0, 1] ``(B, 3, H, W)`` and are quantised to uint8 first, as sa
 
 from __future__ import annotations
 
+# Each module below imports torch inside its functions only, so that `facesr --help` and the report,
+# which import this package, stay fast.
+from facesr.metrics.perceptual import LPIPS
+from facesr.metrics.quality import MetricsError, finite_mean, psnr, quantize, rgb_to_y, sharpness, ssim
+from facesr.metrics.regions import PARTS, REGIONS, parsing_iou, region_psnr
 from facesr.metrics.spec import HEADLINE, METRICS, Metric
 
-# Where each public name lives; the torch-backed modules load on first use, so that `facesr --help` stays
-# fast. The spec is import-light and loads at once.
-_WHERE = {
-    "quality": ("MetricsError", "finite_mean", "psnr", "quantize", "rgb_to_y", "sharpness", "ssim"),
-    "perceptual": ("LPIPS",),
-    "regions": ("PARTS", "REGIONS", "parsing_iou", "region_psnr"),
-}
-_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
-__all__ = ["HEADLINE", "METRICS", "Metric", "compute_metrics", *_MODULE_OF]
-
-
-def __getattr__(name: str):
-    if name in _MODULE_OF:
-        import importlib
-
-        return getattr(importlib.import_module(f"facesr.metrics.{_MODULE_OF[name]}"), name)
-    raise AttributeError(f"module 'facesr.metrics' has no attribute {name!r}")
+__all__ = [
+    "HEADLINE",
+    "LPIPS",
+    "METRICS",
+    "PARTS",
+    "REGIONS",
+    "Metric",
+    "MetricsError",
+    "compute_metrics",
+    "finite_mean",
+    "parsing_iou",
+    "psnr",
+    "quantize",
+    "region_psnr",
+    "rgb_to_y",
+    "sharpness",
+    "ssim",
+]
 
 
 def compute_metrics(sr, hr, *, lpips=None, parsing=None, pred_parsing=None, parts=None) -> dict:
@@ -38,18 +44,12 @@ def compute_metrics(sr, hr, *, lpips=None, parsing=None, pred_parsing=None, part
     when the HR ``parsing`` maps are given, with ``parts`` naming their channels (default: SPEC.md's
     11); ``parsing_miou`` when ``pred_parsing`` is given as well.
     """
-    import importlib
-
     import torch
-
-    from facesr.metrics.quality import MetricsError
-    from facesr.metrics.regions import parsing_iou, region_psnr
 
     out = {}
     for m in METRICS.values():
-        if m.compute:
-            module, function, *args = m.compute
-            out[m.name] = getattr(importlib.import_module(f"facesr.metrics.{module}"), function)(sr, hr, *args)
+        if m.compute is not None:
+            out[m.name] = m.compute(sr, hr, *m.args)
     if lpips is not None:
         out["lpips"] = lpips(sr, hr).to("cpu").double()
     if parsing is not None:

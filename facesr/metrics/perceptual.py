@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from facesr.metrics.quality import MetricsError, check_pair, quantize
+
+# torch loads inside the methods, so that importing facesr.metrics (which the report and `facesr --help`
+# do) stays torch-free.
+if TYPE_CHECKING:
+    import torch
 
 
 class LPIPS:
@@ -20,6 +25,8 @@ class LPIPS:
     """
 
     def __init__(self, net: str = "alex", device: str | torch.device = "cpu", batch_size: int = 32):
+        import torch
+
         from facesr.weights import lpips_model
 
         if batch_size < 1:
@@ -29,15 +36,17 @@ class LPIPS:
         self.batch_size = batch_size
         self.model = lpips_model(net, device=str(self.device))
 
-    @torch.no_grad()
     def __call__(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        check_pair(sr, hr, "lpips")
-        out = []
-        for start in range(0, sr.shape[0], self.batch_size):
-            a = quantize(sr[start : start + self.batch_size]).float().to(self.device) / 127.5 - 1.0
-            b = quantize(hr[start : start + self.batch_size]).float().to(self.device) / 127.5 - 1.0
-            out.append(self.model(a, b).flatten().to(torch.float64).cpu())
-        return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+        import torch
+
+        with torch.no_grad():
+            check_pair(sr, hr, "lpips")
+            out = []
+            for start in range(0, sr.shape[0], self.batch_size):
+                a = quantize(sr[start : start + self.batch_size]).float().to(self.device) / 127.5 - 1.0
+                b = quantize(hr[start : start + self.batch_size]).float().to(self.device) / 127.5 - 1.0
+                out.append(self.model(a, b).flatten().to(torch.float64).cpu())
+            return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
     def __repr__(self) -> str:
         return f"LPIPS(net={self.net!r}, device={str(self.device)!r})"

@@ -18,8 +18,12 @@ cropping ``(11 - 1) // 2 = 5`` pixels per side. The pixels that survive the crop
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import torch
+# torch loads inside each function: the metric spec imports these functions, and `facesr --help` and
+# the report read the spec without paying for torch.
+if TYPE_CHECKING:
+    import torch
 
 PROTOCOLS = ("rgb", "y")
 Y_CROP = 8
@@ -37,6 +41,8 @@ class MetricsError(ValueError):
 
 
 def check_pair(sr: torch.Tensor, hr: torch.Tensor, name: str = "metric") -> None:
+    import torch
+
     for label, t in (("sr", sr), ("hr", hr)):
         if not isinstance(t, torch.Tensor):
             raise MetricsError(f"{name}: {label} must be a torch.Tensor, got {type(t).__name__}")
@@ -51,12 +57,15 @@ def _check_protocol(protocol: str) -> None:
         raise MetricsError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
 
 
-def quantize(x: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """float [0, 1] -> the uint8 values a saved PNG would hold, as floats in [0, 255].
+def quantize(x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """float [0, 1] -> the uint8 values a saved PNG would hold, as floats in [0, 255] (``dtype``,
+    float64 by default).
 
     float32 holds these integers exactly, but the rounding must see the input's own precision.
     """
-    return (x.detach().to(torch.float64) * 255.0).round_().clamp_(0, 255).to(dtype)
+    import torch
+
+    return (x.detach().to(torch.float64) * 255.0).round_().clamp_(0, 255).to(torch.float64 if dtype is None else dtype)
 
 
 def rgb_to_y(q: torch.Tensor) -> torch.Tensor:
@@ -66,7 +75,7 @@ def rgb_to_y(q: torch.Tensor) -> torch.Tensor:
 
 
 def _protocol_planes(sr: torch.Tensor, hr: torch.Tensor, protocol: str,
-                     dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+                     dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     _check_protocol(protocol)
     a, b = quantize(sr, dtype), quantize(hr, dtype)
     if protocol == "y":
@@ -79,6 +88,8 @@ def _protocol_planes(sr: torch.Tensor, hr: torch.Tensor, protocol: str,
 
 def psnr(sr: torch.Tensor, hr: torch.Tensor, protocol: str = "rgb") -> torch.Tensor:
     """PSNR per image (B,), float64; ``inf`` where the quantised images are identical."""
+    import torch
+
     check_pair(sr, hr, "psnr")
     a, b = _protocol_planes(sr, hr, protocol)
     mse = (a - b).pow(2).flatten(1).mean(dim=1)
@@ -90,6 +101,8 @@ def sharpness(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     quantised BT.601 Y, SR over HR. 1 = as much fine detail as the HR face; an MSE-trained model's
     smooth faces sit well below 1; above 1 means more high frequencies than the HR, i.e. noise or
     ringing (LPIPS tells detail from noise). Not a fidelity metric: it says how sharp, not how right."""
+    import torch
+
     check_pair(sr, hr, "sharpness")
     lap = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64,
                        device=sr.device).view(1, 1, 3, 3)
@@ -100,6 +113,8 @@ def sharpness(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
 
 def gaussian_kernel1d(sigma: float = SSIM_SIGMA, truncate: float = SSIM_TRUNCATE) -> torch.Tensor:
     """scipy.ndimage's gaussian taps: radius int(truncate * sigma + 0.5), normalised to sum 1."""
+    import torch
+
     radius = int(truncate * sigma + 0.5)
     x = torch.arange(-radius, radius + 1, dtype=torch.float64)
     k = torch.exp(-0.5 * (x / sigma) ** 2)
@@ -108,6 +123,8 @@ def gaussian_kernel1d(sigma: float = SSIM_SIGMA, truncate: float = SSIM_TRUNCATE
 
 def _band(n: int, k: torch.Tensor) -> torch.Tensor:
     """(n, n - taps + 1) matrix whose column j holds the taps at rows j..j+taps-1."""
+    import torch
+
     taps = k.numel()
     cols = n - taps + 1
     m = torch.zeros(n, cols, dtype=k.dtype, device=k.device)
@@ -132,6 +149,8 @@ def ssim_planes(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     float32 matmul may run as TF32 (10-bit mantissa) when someone enabled it for training, which would
     cost SSIM its third decimal; float64 is cheap there, so it is used instead.
     """
+    import torch
+
     work = torch.float32 if a.device.type == "cpu" else torch.float64
     k = gaussian_kernel1d().to(dtype=work, device=a.device)
     if a.shape[-1] < k.numel() or a.shape[-2] < k.numel():
@@ -156,6 +175,8 @@ def ssim_planes(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def ssim(sr: torch.Tensor, hr: torch.Tensor, protocol: str = "rgb") -> torch.Tensor:
     """SSIM per image (B,), float64, equal to skimage's gaussian SSIM (see the module docstring)."""
+    import torch
+
     check_pair(sr, hr, "ssim")
     # Y is unrounded; float32 keeps it to ~1e-5 of 235, far below what moves SSIM at 1e-6.
     a, b = _protocol_planes(sr, hr, protocol, torch.float32 if protocol == "rgb" else torch.float64)

@@ -14,7 +14,7 @@ empty in that face (e.g. eyes hidden by sunglasses), so means over faces must sk
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from facesr.data.layout import PARTS as SPEC_PARTS
 from facesr.metrics.quality import DATA_RANGE, MetricsError, check_pair, quantize
@@ -30,8 +30,15 @@ REGIONS: dict[str, tuple[str, ...]] = {
 }
 THRESHOLD = 0.5
 
+# torch loads inside the functions, so that importing facesr.metrics (which the report and `facesr --help`
+# do) stays torch-free.
+if TYPE_CHECKING:
+    import torch
+
 
 def _check_maps(maps: torch.Tensor, name: str, parts: list[str] | None, like: torch.Tensor | None = None) -> None:
+    import torch
+
     if not isinstance(maps, torch.Tensor) or maps.ndim != 4:
         raise MetricsError(f"{name} must be a (B, C, H, W) tensor, got {getattr(maps, 'shape', type(maps))}")
     if parts is not None and maps.shape[1] != len(parts):
@@ -60,6 +67,8 @@ def region_masks(parsing: torch.Tensor, parts: list[str] | None = None) -> dict[
 def region_psnr(sr: torch.Tensor, hr: torch.Tensor, parsing: torch.Tensor,
                 parts: list[str] | None = None) -> dict[str, torch.Tensor]:
     """``{region: (B,)}`` PSNR over each region's pixels; NaN where a face has no pixel of the region."""
+    import torch
+
     check_pair(sr, hr, "region_psnr")
     _check_maps(parsing, "parsing", parts, like=sr)
     sq = (quantize(sr) - quantize(hr)).pow(2).sum(dim=1)  # (B, H, W), summed over RGB
@@ -73,6 +82,8 @@ def region_psnr(sr: torch.Tensor, hr: torch.Tensor, parsing: torch.Tensor,
 
 def parsing_iou(pred: torch.Tensor, gt: torch.Tensor, threshold: float = THRESHOLD) -> torch.Tensor:
     """Mean IoU per image (B,) over the channels set in either map (both thresholded); NaN if none is."""
+    import torch
+
     _check_maps(pred, "pred parsing", None)
     _check_maps(gt, "gt parsing", None)
     if pred.shape != gt.shape:

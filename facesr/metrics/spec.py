@@ -2,20 +2,25 @@
 
 Adding a metric touches two files: its function ``(sr, hr) -> Tensor (B,)`` (in
 ``facesr/metrics/quality.py`` or a module of its own under ``facesr/metrics/``) and its
-:class:`Metric` entry below, whose ``compute`` names that function. ``compute_metrics`` calls every
-entry's function; ``evaluate`` checks and orders the headline keys from here; the report takes its
+:class:`Metric` entry below, whose ``compute`` is that function (imported here, so go-to-definition
+leads to it). ``compute_metrics`` calls every entry's function; ``evaluate`` checks and orders the headline keys from here; the report takes its
 Table 4.1 columns, labels, best-value direction and number formats from here, and ``facesr score``
 its columns; nothing else lists them. LPIPS (a network the caller builds once), the region PSNRs and
 the parsing mIoU (they need the parsing maps) are computed by ``compute_metrics`` itself; keys
 without an entry (the region PSNRs ``psnr_<region>``) format like the entry their name starts with.
 
-Import-light on purpose (no torch): ``facesr --help`` and the report read it.
+Import-light on purpose (no torch): ``facesr --help`` and the report read it, so the metric functions
+import torch inside their bodies.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from facesr.metrics.quality import psnr, sharpness, ssim
 
 
 @dataclass(frozen=True)
@@ -28,9 +33,10 @@ class Metric:
     decimals: int = 4
     headline: bool = False  # a Table 4.1 column, required in eval.json, compared pairwise
     scored: bool = False  # a column of `facesr score`
-    # (module under facesr.metrics, function, *extra positional arguments after sr, hr); empty for
-    # the metrics compute_metrics computes itself
-    compute: tuple[str, ...] = ()
+    # the function `compute_metrics` calls as compute(sr, hr, *args); None for the metrics it computes
+    # itself (LPIPS, the region PSNRs, the parsing mIoU)
+    compute: Callable[..., Any] | None = None
+    args: tuple[Any, ...] = ()
 
     def format(self, value: float | None, *, signed: bool = False) -> str:
         """The value at this metric's precision; ``-`` for a missing or non-finite one."""
@@ -42,12 +48,12 @@ class Metric:
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
-        Metric("psnr", "PSNR", decimals=2, headline=True, scored=True, compute=("quality", "psnr", "rgb")),
-        Metric("ssim", "SSIM", headline=True, scored=True, compute=("quality", "ssim", "rgb")),
+        Metric("psnr", "PSNR", decimals=2, headline=True, scored=True, compute=psnr, args=("rgb",)),
+        Metric("ssim", "SSIM", headline=True, scored=True, compute=ssim, args=("rgb",)),
         Metric("lpips", "LPIPS", lower_is_better=True, headline=True, scored=True),
-        Metric("psnr_y", "PSNR-Y (crop 8)", decimals=2, headline=True, scored=True, compute=("quality", "psnr", "y")),
-        Metric("ssim_y", "SSIM-Y (crop 8)", headline=True, scored=True, compute=("quality", "ssim", "y")),
-        Metric("sharpness", "sharpness", scored=True, compute=("quality", "sharpness")),
+        Metric("psnr_y", "PSNR-Y (crop 8)", decimals=2, headline=True, scored=True, compute=psnr, args=("y",)),
+        Metric("ssim_y", "SSIM-Y (crop 8)", headline=True, scored=True, compute=ssim, args=("y",)),
+        Metric("sharpness", "sharpness", scored=True, compute=sharpness),
         Metric("parsing_miou", "parsing mIoU"),
     )
 }

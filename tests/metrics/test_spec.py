@@ -27,9 +27,11 @@ def test_formats():
 def test_report_and_score_read_the_spec():
     from facesr.metrics.score import COLUMNS
     from facesr.report.build import table_rows
+    from facesr.results import ModelScores
 
     scores = {"psnr": 24.0, "ssim": 0.7, "lpips": 0.2, "psnr_y": 25.0, "ssim_y": 0.72}
-    table = table_rows({"method1": scores, "srresnet": scores | {"lpips": 0.1}})
+    table = table_rows({"method1": ModelScores(scores, n_images=1),
+                        "srresnet": ModelScores(scores | {"lpips": 0.1}, n_images=1)})
     assert table.header[1 : 1 + len(HEADLINE)] == [m.label for m in HEADLINE]
     assert table.marks[1][1 + HEADLINE_NAMES.index("lpips")]  # lower is better: SRResNet's 0.1
     assert COLUMNS == list(SCORED_NAMES)
@@ -52,7 +54,7 @@ def test_compute_metrics_computes_every_spec_entry_with_a_function(monkeypatch):
     sr = (hr + 0.05 * torch.randn(2, 3, 32, 32, generator=g)).clamp(0, 1)
     assert list(compute_metrics(sr, hr)) == [m.name for m in METRICS.values() if m.compute]
     # a new entry is all a new metric needs: compute_metrics picks it up from the spec
-    monkeypatch.setitem(METRICS, "psnr_again", Metric("psnr_again", "PSNR again", compute=("quality", "psnr", "y")))
+    monkeypatch.setitem(METRICS, "psnr_again", Metric("psnr_again", "PSNR again", compute=psnr, args=("y",)))
     out = compute_metrics(sr, hr)
     assert list(out)[-1] == "psnr_again"
     assert torch.equal(out["psnr_again"], psnr(sr, hr, "y").double())
