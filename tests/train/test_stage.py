@@ -108,8 +108,10 @@ def test_train_stage_2_variants_x_2_seeds_with_a_retry_each(prepared_small, tmp_
             assert pyfunc.predict(np.random.rand(batch, 3, 16, 16).astype(np.float32)).shape == (batch, 3, 128, 128)
         lr = torch.rand(2, 3, 16, 16)
         model, _ = load_generator(out / "models" / f"{variant}.pt")
-        torch.testing.assert_close(facesr.load(f"models:/{name}/1", device="cpu").predict(lr).sr,
-                                   model(lr).sr.clamp(0, 1), atol=1e-6, rtol=0)
+        loaded = facesr.load(f"models:/{name}/1", device="cpu")
+        # precision auto is bf16 on a CPU that does bf16 fast: the same weights, bf16 rounding (~2e-3)
+        atol = 1e-6 if loaded.precision.name == "fp32" else 1e-2
+        torch.testing.assert_close(loaded.predict(lr).sr, model(lr).sr.clamp(0, 1), atol=atol, rtol=0)
 
 
 @pytest.mark.slow
