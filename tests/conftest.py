@@ -5,10 +5,14 @@ are absent instead of skipping, so that a green run means they ran)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from demo_params import demo_download, demo_downscale, demo_merge
+from repo_copy import BIN, STAGES, copy_repo, copy_reproduced, free_port, ran_stages, stop
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = Path(os.environ.get("FACESR_MINI_DIR", REPO.parent / "shared" / "data" / "celebamask-hq-mini"))
@@ -122,3 +126,70 @@ def umask(request):
     old = os.umask(request.param)
     yield request.param
     os.umask(old)
+
+
+# ------------------------------------------------------------------------ the tiny repro, once per session
+
+
+@pytest.fixture(scope="session")
+def e2e_env(tmp_path_factory) -> dict:
+    """The environment of every end-to-end subprocess (dvc, flows): the venv first on PATH, one MLflow DB."""
+    base = tmp_path_factory.mktemp("e2e-env")
+    e = dict(os.environ)
+    e.update({
+        "PATH": f"{BIN}{os.pathsep}{e.get('PATH', '')}",
+        "PREFECT_HOME": str(base / "prefect"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{base / 'mlflow.db'}",
+        "FACESR_NO_PROGRESS": "1",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+    })
+    return e
+
+
+@pytest.fixture(scope="session")
+def prefect_server(e2e_env, tmp_path_factory) -> str:
+    """`prefect server start` on a free port of 127.0.0.1 (its API URL), stopped at the end of the session."""
+    import httpx
+
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("prefect-server") / "server.log", "w")
+    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                            env=e2e_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    api = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{api}/health", timeout=2).json() is True:
+                break
+        except (httpx.HTTPError, ValueError):
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            pytest.fail(f"Prefect server did not come up on {api} (see {log.name})")
+        time.sleep(1)
+    yield api
+    stop(proc)
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_repro(e2e_env, prefect_server, tmp_path_factory) -> Path:
+    """The tiny profile reproduced once per session as one DVC experiment (`dvc exp run -S profile=tiny`)
+    through the pipeline flow, every stage on `prefect_server`, in a copy of the repo. Read it only: a
+    test that changes anything takes `tiny_repro_copy`."""
+    repo = copy_repo(tmp_path_factory.mktemp("tiny-repro"))
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "flows.pipeline", "run", "--profile", "tiny", "--repo", str(repo)],
+                          cwd=repo, env=e2e_env | {"PREFECT_API_URL": prefect_server}, capture_output=True,
+                          text=True, timeout=900)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 0, f"pipeline failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
+    assert ran_stages(proc.stdout) == STAGES
+    print(f"tiny profile, first repro through the pipeline flow: {elapsed:.0f} s")
+    return repo
+
+
+@pytest.fixture
+def tiny_repro_copy(tiny_repro, tmp_path) -> Path:
+    """This test's own copy of the reproduced tiny tree, which `dvc status` finds up to date."""
+    return copy_reproduced(tiny_repro, tmp_path / "repo")
