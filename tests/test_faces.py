@@ -78,6 +78,7 @@ def two_face_photo(mini_dir):
     return photo, placed
 
 
+@pytest.mark.mini
 def test_mtcnn_finds_both_faces_and_alignment_matches_the_training_framing(two_face_photo):
     photo, placed = two_face_photo
     found = detect_faces(photo)

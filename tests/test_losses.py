@@ -149,6 +149,7 @@ def test_perceptual_loss_default_layers_and_bad_args(random_vgg16_trunk):
         loss(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 16, 16))
 
 
+@pytest.mark.mini
 def test_perceptual_loss_with_real_vgg16_trunk(mini_dir):
     from PIL import Image
 
@@ -157,7 +158,8 @@ def test_perceptual_loss_with_real_vgg16_trunk(mini_dir):
     try:
         loss = PerceptualLoss("vgg16")
     except MissingWeightsError as exc:
-        pytest.skip(f"ImageNet VGG16 not fetched ({exc})")
+        pytest.fail(f"ImageNet VGG16 not fetched: run `facesr weights fetch` (`make test` does) ({exc})",
+                    pytrace=False)
     face = next(iter(sorted((mini_dir / "CelebA-HQ-img").glob("*.jpg"))))
     img = Image.open(face).convert("RGB").resize((128, 128), Image.BICUBIC)
     hr = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)[None].float() / 255

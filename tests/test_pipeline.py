@@ -1,14 +1,13 @@
 """End to end: a real `dvc repro` of the tiny profile in a copy of the repo, reported to a real
-Prefect server on 127.0.0.1; then the no-op repro, a train_gan param change, and the scheduled
-deployment triggered by hand. Nothing is mocked: these are the stages `make demo` runs.
+Prefect server on 127.0.0.1 (tests/conftest.py's session fixtures `tiny_repro` and `prefect_server`);
+then the no-op repro, a train_gan param change, changed data, and the scheduled deployment triggered
+by hand, each that changes the tree in its own copy of it. Nothing is mocked: these are the stages
+`make demo` runs.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,92 +15,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from repo_copy import copy_repo
+from repo_copy import BIN, STAGES, ran_stages, stop
 
 from facesr.metrics.spec import RESERVED
 
 pytestmark = pytest.mark.slow  # ~4-6 min on 2 cores: the whole pipeline, a Prefect server, a deployment
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-STAGES = ["download", "merge_masks", "downscale", "train", "train_gan", "evaluate", "report"]
 HEADLINE = ("psnr", "ssim", "lpips", "psnr_y", "ssim_y")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop(proc: subprocess.Popen, wait: float = 20) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(wait)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
-def ran_stages(output: str) -> list[str]:
-    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory) -> dict:
-    base = tmp_path_factory.mktemp("pipeline-env")
-    e = dict(os.environ)
-    e.update({
-        "PATH": f"{BIN}{os.pathsep}{e.get('PATH', '')}",
-        "PREFECT_HOME": str(base / "prefect"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{base / 'mlflow.db'}",
-        "FACESR_NO_PROGRESS": "1",
-        "PREFECT_LOGGING_LEVEL": "INFO",
-    })
-    return e
-
-
-@pytest.fixture(scope="module")
-def server(env, tmp_path_factory):
-    """`prefect server start` on a free port of 127.0.0.1, stopped at the end of the module."""
-    import httpx
-
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("prefect-server") / "server.log", "w")
-    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    api = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{api}/health", timeout=2).json() is True:
-                break
-        except (httpx.HTTPError, ValueError):
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop(proc)
-            pytest.fail(f"Prefect server did not come up on {api} (see {log.name})")
-        time.sleep(1)
-    yield api
-    stop(proc)
-    log.close()
-
-
-@pytest.fixture(scope="module")
-def repo(env, server, tmp_path_factory):
-    """The tiny profile reproduced once as one DVC experiment (`dvc exp run -S profile=tiny`) through
-    the pipeline flow, with every stage on the server."""
-    repo = copy_repo(tmp_path_factory.mktemp("repo"))
-    t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "flows.pipeline", "run", "--profile", "tiny", "--repo", str(repo)],
-                          cwd=repo,
-                          env=env | {"PREFECT_API_URL": server}, capture_output=True, text=True, timeout=900)
-    elapsed = time.monotonic() - t0
-    assert proc.returncode == 0, f"pipeline failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
-    assert ran_stages(proc.stdout) == STAGES
-    print(f"tiny profile, first repro through the pipeline flow: {elapsed:.0f} s")
-    return repo
 
 
 def flow_runs(api: str) -> list[tuple[str, str]]:
@@ -111,6 +31,21 @@ def flow_runs(api: str) -> list[tuple[str, str]]:
     flows = {f["id"]: f["name"] for f in httpx.post(f"{api}/flows/filter", json={}, timeout=30).json()}
     runs = httpx.post(f"{api}/flow_runs/filter", json={"limit": 200}, timeout=30).json()
     return [(flows.get(r["flow_id"], "?"), r["state_type"]) for r in runs]
+
+
+@pytest.fixture
+def repo(tiny_repro) -> Path:
+    return tiny_repro
+
+
+@pytest.fixture
+def env(e2e_env) -> dict:
+    return e2e_env
+
+
+@pytest.fixture
+def server(prefect_server) -> str:
+    return prefect_server
 
 
 def test_repro_produces_every_model_and_metric(repo):
@@ -124,14 +59,15 @@ def test_repro_produces_every_model_and_metric(repo):
     assert (repo / "models" / "gan" / "method2.pt").is_file()
 
 
-def test_upscale_with_the_pipeline_model(repo, mini_dir, tmp_path):
-    """`facesr upscale` on 5 real faces with the Method 1 the pipeline trained (issue 7, acceptance 1)."""
+def test_upscale_with_the_pipeline_model(repo, tmp_path):
+    """`facesr upscale` on 5 faces (the pipeline's own downloaded ones, as photos of another size) with the
+    Method 1 the pipeline trained (issue 7, acceptance 1)."""
     from PIL import Image
 
     src = tmp_path / "in"
     src.mkdir()
     for i in range(5):
-        with Image.open(mini_dir / "CelebA-HQ-img" / f"{i}.jpg") as im:
+        with Image.open(repo / "data" / "raw" / "CelebAMask-HQ" / "CelebA-HQ-img" / f"{i}.jpg") as im:
             im.convert("RGB").resize((48, 48), Image.BICUBIC).save(src / f"face{i}.jpg", quality=95)
     out = tmp_path / "out"
     proc = subprocess.run([str(BIN / "facesr"), "upscale", str(src), "-o", str(out), "--model",
@@ -168,17 +104,37 @@ def test_the_experiment_is_recorded_with_its_profile(repo, env):
     assert "profile: tiny" in (repo / "params.yaml").read_text()
 
 
-@pytest.mark.long  # ~2.5-3.5 min each: train_gan, evaluate and report rerun
 @pytest.mark.parametrize("where", ["params.yaml", "profiles/tiny.yaml"])
-def test_train_gan_param_reruns_only_its_downstream(repo, env, where):
-    # a train_gan key changed in params.yaml, then in the selected profile (tracked by dvc.yaml too)
-    path = repo / where
-    data = yaml.safe_load(path.read_text())
-    data["train_gan"].setdefault("loop", {})["lr_g"] = 5.0e-5 if where == "params.yaml" else 7.0e-5
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+def test_train_gan_param_dirties_only_train_gan_and_its_downstream(tiny_repro_copy, env, where):
+    """A train_gan key changed in params.yaml, then in the selected profile (tracked by dvc.yaml too).
+    DVC 3's `repro --dry` lists only the stages whose own deps changed (it runs nothing, so no output
+    changes downstream): train_gan alone; with --force-downstream, the stages after it in the graph."""
+    repo = tiny_repro_copy
+    set_gan_lr(repo / where, 5.0e-5 if where == "params.yaml" else 7.0e-5)
+    dry = subprocess.run([str(BIN / "dvc"), "repro", "--dry"], cwd=repo, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert dry.returncode == 0, dry.stdout[-4000:] + dry.stderr[-4000:]
+    assert ran_stages(dry.stdout) == ["train_gan"]
+    down = subprocess.run([str(BIN / "dvc"), "repro", "--dry", "--force-downstream"], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert down.returncode == 0, down.stdout[-4000:] + down.stderr[-4000:]
+    assert ran_stages(down.stdout) == ["train_gan", "evaluate", "report"]
+
+
+@pytest.mark.long  # ~2.5-3.5 min: train_gan, evaluate and report rerun
+def test_train_gan_param_reruns_only_its_downstream(tiny_repro_copy, env):
+    """The real rerun behind the dry run above: evaluate and report rerun because train_gan's export changed."""
+    repo = tiny_repro_copy
+    set_gan_lr(repo / "profiles" / "tiny.yaml", 7.0e-5)
     proc = subprocess.run([str(BIN / "dvc"), "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert ran_stages(proc.stdout) == ["train_gan", "evaluate", "report"]
+
+
+def set_gan_lr(path: Path, lr_g: float) -> None:
+    data = yaml.safe_load(path.read_text())
+    data["train_gan"].setdefault("loop", {})["lr_g"] = lr_g
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def _weights(path: Path) -> dict:
@@ -188,10 +144,12 @@ def _weights(path: Path) -> dict:
 
 
 @pytest.mark.long  # ~4 min: the data stages, train and train_gan all rerun
-def test_changed_data_retrains_from_step_0_and_never_reuses_a_checkpoint(repo, env):
+def test_changed_data_retrains_from_step_0_and_never_reuses_a_checkpoint(tiny_repro_copy, env):
     """Issue 14: the prepared data changes -> train and train_gan run every trial from step 0 (their
     run identity names the new data and, for the GAN, the new Method 1), the exports differ."""
     import torch
+
+    repo = tiny_repro_copy
 
     before = {name: json.loads((repo / "metrics" / f"{name}.json").read_text()) for name in ("train", "train_gan")}
     old = {p: _weights(repo / "models" / p) for p in ("train/method1.pt", "train/srresnet.pt", "gan/method2.pt")}

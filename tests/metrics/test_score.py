@@ -35,6 +35,7 @@ def _cli(*args, env=None):
                           text=True, timeout=600, env={**os.environ, **(env or {})})
 
 
+@pytest.mark.mini
 def test_cli_score_matches_skimage(folders, tmp_path, bicubic_faces):
     sr_dir, hr_dir = folders
     proc = _cli("--sr", sr_dir, "--hr", hr_dir, "--json", tmp_path / "o.json", "--csv", tmp_path / "o.csv",
@@ -54,6 +55,7 @@ def test_cli_score_matches_skimage(folders, tmp_path, bicubic_faces):
     assert float(rows[-1]["ssim_y"]) == pytest.approx(result["mean"]["ssim_y"])
 
 
+@pytest.mark.mini
 def test_pairs_by_stem_across_formats(folders):
     sr_dir, hr_dir = folders
     (hr_dir / "0.png").unlink()
@@ -63,6 +65,7 @@ def test_pairs_by_stem_across_formats(folders):
     assert names == [str(i) for i in range(N)]
 
 
+@pytest.mark.mini
 def test_mismatched_folders_one_clear_error(folders, tmp_path):
     sr_dir, hr_dir = folders
     (hr_dir / "1.png").unlink()  # SR without HR

@@ -1,4 +1,4 @@
-"""The report stage: built from a real evaluation of real faces, then opened in headless Chromium."""
+"""The report stage: built from a real evaluation of synthetic faces, then opened in headless Chromium."""
 
 from __future__ import annotations
 
@@ -34,17 +34,17 @@ def report_params():
 
 
 @pytest.fixture(scope="module")
-def report_dir(mini_dir, tmp_path_factory):
+def report_dir(prepared_small, tmp_path_factory):
     import sys
 
     sys.path.insert(0, str(REPO / "tests"))
-    from test_evaluate import eval_params, make_generators, make_prepared
+    from test_evaluate import eval_params, make_generators
     from test_evaluate import run as evaluate
 
     from stages.report import run as report
 
     root = tmp_path_factory.mktemp("report")
-    data = make_prepared(mini_dir, root)
+    data = prepared_small
     models, gan = make_generators(root)
     evaluate(eval_params(), data=data, models=models, gan=gan, out=root / "eval.json",
              per_image=root / "per_image.csv", images=root / "evaluation")
