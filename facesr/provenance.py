@@ -58,7 +58,7 @@ def _imported_names(tree: ast.AST, module: str, is_package: bool, top_level_only
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                 yield arg.value
             elif isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant):
-                # import_module(f"facesr.metrics.{name}"): any module of that package
+                # import_module(f"facesr.<pkg>.{name}"): any module of that package
                 yield str(arg.values[0].value).rstrip(".") + ".*"
 
 

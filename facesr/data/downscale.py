@@ -40,8 +40,8 @@ from facesr.data.imageio import ImageProblem, read_rgb
 from facesr.data.layout import MAPPING, find_root, image_path
 from facesr.data.merge import read_merged_manifest, read_png16, unpack_bits
 from facesr.data.packed import FORMAT, SPLITS
-from facesr.data.util import ordered_map, sha256_file
-from facesr.fileio import atomic_dir, sweep_stale
+from facesr.data.util import ordered_map
+from facesr.fileio import atomic_dir, sha256_file, sweep_stale
 
 KERNELS = ("bicubic_aa", "bicubic")
 SPLIT_METHODS = ("thesis", "official", "counts")

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 # re-exported for the data stages that import it from here; the one definition is facesr.fileio's
-from facesr.fileio import sha256_file  # noqa: F401
 
 # tqdm's own switch and facesr's older name for it (tests and CI set FACESR_NO_PROGRESS)
 PROGRESS_OFF_ENV = ("TQDM_DISABLE", "FACESR_NO_PROGRESS")

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from facesr.config import ParamsError
-from facesr.data.util import sha256_file
-from facesr.fileio import replace_dir, sweep_stale, temp_dir_beside
+from facesr.fileio import replace_dir, sha256_file, sweep_stale, temp_dir_beside
 from facesr.models.registry import TRIALS_DIR
 from facesr.provenance import code_digest, tree_digest
 from facesr.results import (

@@ -9,7 +9,7 @@ import torch
 from helpers import TINY
 
 from facesr.config import load_context, load_section
-from facesr.data.util import sha256_file
+from facesr.fileio import sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # `stages` is a top-level folder, not an installed package
