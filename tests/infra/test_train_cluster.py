@@ -144,7 +144,7 @@ def test_train_trial_on_a_killed_node_is_retried_on_the_head(ray_cluster, prepar
             except ProcessLookupError:
                 pass
         killed_at = time.monotonic() - t0
-        steps_at_kill = {p.parent.name: _ckpt_step(p) for p in checkpoints}
+        steps_at_kill = {p.parent.name: _ckpt_step(p.parent) for p in checkpoints}
         print(f"killed the worker node at {killed_at:.0f} s while it ran {busy}; checkpoints {steps_at_kill}")
         rc = wait_for(proc, 240, log, every=ray_cluster.track)
     print(f"train stage with a node killed: {time.monotonic() - t0:.0f} s")
@@ -182,10 +182,15 @@ def test_train_trial_on_a_killed_node_is_retried_on_the_head(ray_cluster, prepar
     assert sorted(r.info.status for r in nested) == ["FINISHED", "FINISHED"]
 
 
-def _ckpt_step(path: Path) -> int | None:
+def _ckpt_step(workdir: Path) -> int | None:
+    """The latest step among last.pt and previous.pt: a kill inside save_checkpoint can land after
+    last.pt became previous.pt and before the new last.pt is in place (resume reads both)."""
     import torch
 
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
-    except Exception:  # being replaced right now
-        return None
+    steps = []
+    for name in ("last.pt", "previous.pt"):
+        try:
+            steps.append(int(torch.load(workdir / name, map_location="cpu", weights_only=True)["step"]))
+        except Exception:  # absent, or being replaced right now
+            pass
+    return max(steps, default=None)
