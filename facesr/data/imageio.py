@@ -29,6 +29,11 @@ class ImageProblem(ValueError):
     """A file is not a usable image; str() is the reason (the caller names the file)."""
 
 
+class TooManyPixels(ImageProblem):
+    """An image over the pixel limit (a decompression bomb): refused from its header, never decoded.
+    Its own class so that a server can answer it as "too large" rather than "not an image"."""
+
+
 @contextmanager
 def open_image(path: str | Path, *, max_pixels: int | None = None) -> Iterator[Image.Image]:
     """The image at `path` with its header read and checked (pixels not decoded yet: `load_pixels`),
@@ -48,7 +53,7 @@ def open_image(path: str | Path, *, max_pixels: int | None = None) -> Iterator[I
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageProblem(f"decompression bomb refused ({exc})") from exc
+        raise TooManyPixels(f"decompression bomb refused ({exc})") from exc
     except UnidentifiedImageError as exc:
         raise ImageProblem("not a readable image (not an image file, or corrupt: Pillow cannot identify it)") from exc
     except OSError as exc:
@@ -56,7 +61,7 @@ def open_image(path: str | Path, *, max_pixels: int | None = None) -> Iterator[I
     with im:
         w, h = im.size
         if limit is not None and w * h > limit:
-            raise ImageProblem(f"decompression bomb refused ({w}x{h} = {w * h} pixels, over the limit of {limit})")
+            raise TooManyPixels(f"decompression bomb refused ({w}x{h} = {w * h} pixels, over the limit of {limit})")
         yield im
 
 
