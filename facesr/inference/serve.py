@@ -39,7 +39,7 @@ from facesr.data.imageio import TooManyPixels
 from facesr.fileio import atomic_open
 from facesr.inference.errors import BadImageError, InferenceError
 from facesr.inference.images import read_image
-from facesr.inference.loading import DEFAULT_MODEL
+from facesr.inference.loading import DEFAULT_MODEL, load
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -202,8 +202,9 @@ def check_headers(content_type: str | None, content_length: str | None, max_byte
 
 
 def decode_face(body: bytes, max_pixels: int) -> tuple[Image.Image, list[str]]:
-    """The face in a request body as 8-bit RGB with the notes of `read_image`, or RequestRejected: 413 for
-    an image over `max_pixels` (from its header, before decoding), 400 for anything else unusable."""
+    """The face in a request body as 8-bit RGB with the notes of `read_image` (and one for a crop that is not
+    square, as `facesr upscale` gives), or RequestRejected: 413 for an image over `max_pixels` (from its
+    header, before decoding), 400 for anything else unusable."""
     if not body.startswith(_SIGNATURES):
         raise RequestRejected(400, "request body: not a PNG or JPEG image" if body else "request body: empty")
     # read_image opens files: the body goes to a private temp file so that one decoder serves both commands
@@ -215,6 +216,9 @@ def decode_face(body: bytes, max_pixels: int) -> tuple[Image.Image, list[str]]:
         except BadImageError as exc:
             status = 413 if isinstance(exc.__cause__, TooManyPixels) else 400
             raise RequestRejected(status, f"request body: {str(exc).removeprefix(f'{path}: ')}") from exc
+    w, h = loaded.image.size
+    if w != h:
+        loaded.notes.append(f"{w}x{h} is not square; resized to a square crop")
     return loaded.image, loaded.notes
 
 
@@ -241,8 +245,6 @@ class FaceSRServer:
 
     def __init__(self, config: ServeConfig):
         from ray import serve
-
-        from facesr.inference.loading import load
 
         self.config = config
         self.upscaler = load(config.source, device=config.device, allow_pickle=config.allow_pickle)
@@ -300,7 +302,6 @@ def build_app(config: ServeConfig, num_cpus: int):
 
 def run_cli(args: argparse.Namespace) -> int:
     from facesr.device import DeviceError, resolve_device
-    from facesr.inference.loading import load
 
     try:
         check_options(args)

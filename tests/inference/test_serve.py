@@ -206,6 +206,10 @@ def test_decode_face_statuses_and_conversions(tmp_path):
     Image.new("CMYK", (16, 16), (0, 50, 100, 0)).save(cmyk, format="JPEG")
     im, notes = decode_face(cmyk.getvalue(), 10_000)
     assert im.mode == "RGB" and any("CMYK" in n for n in notes)
+    wide = io.BytesIO()
+    Image.new("L", (32, 16)).save(wide, format="PNG")
+    im, notes = decode_face(wide.getvalue(), 10_000)
+    assert im.mode == "RGB" and im.size == (32, 16) and "32x16 is not square; resized to a square crop" in notes
 
 
 def _args(**over) -> argparse.Namespace:
