@@ -28,7 +28,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--runtime", choices=RUNTIMES, default="auto",
                    help="torch: the generator in PyTorch; onnx: an exported .onnx file (facesr export) in ONNX "
                         "Runtime, given as --model or lying beside the generator file; auto: onnx for an .onnx "
-                        "file, and on the CPU for a generator whose export lies beside it, else torch (default auto)")
+                        "file, else torch (default auto)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="torch runtime: fp32, bf16 autocast, or auto (bf16 where the device does it fast); "
                         "ONNX Runtime is always fp32 (default auto)")

@@ -25,10 +25,10 @@ from facesr.inference.upscaler import Upscaler
 
 URI_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/", "file:", "s3://", "gs://", "http://", "https://")
 DEFAULT_MODEL = "method1"
+# auto: onnx for an .onnx file, torch for everything else. Measured (benchmarks/inference.md): on
+# this CPU ONNX Runtime is not faster than torch's default (bf16 autocast), so auto never swaps a
+# generator file for its export.
 RUNTIMES = ("auto", "torch", "onnx")
-# Measured (benchmarks/inference.md): on the CPU ONNX Runtime runs every generator faster than torch,
-# so `auto` runs a generator's export when one lies beside it. Unmeasured on a GPU: torch there.
-ONNX_FASTER_ON_CPU = True
 # the project folder of a source checkout (site-packages for an installed facesr: no dvc.yaml there)
 CHECKOUT = Path(__file__).resolve().parents[2]
 
@@ -79,9 +79,8 @@ def load(source: Any = DEFAULT_MODEL, device: str | None = None, *, allow_pickle
     `runtime` (`RUNTIMES`): "torch" runs the generator in PyTorch at `precision` ("auto": bf16 where
     the device does bf16 fast, `facesr.device.resolve_precision`); "onnx" runs an exported file in
     ONNX Runtime (fp32; CUDA provider on a cuda device): `source` is the .onnx file, or a generator
-    file or name whose export lies beside it (`onnx_beside`); "auto" is "onnx" for an .onnx file and,
-    on the CPU at precision auto, for a generator file whose export lies beside it (ONNX Runtime is
-    the faster there: benchmarks/inference.md), else "torch".
+    file or name whose export lies beside it (`onnx_beside`); "auto" is "onnx" for an .onnx file,
+    else "torch" (ONNX Runtime is not the faster on this CPU: benchmarks/inference.md).
 
     Nothing is unpickled: generator files are read with `torch.load(weights_only=True)`, ONNX files
     are graphs checked for facesr's metadata (`facesr.inference.onnx_runtime.read_onnx`), and an
@@ -128,14 +127,12 @@ def load(source: Any = DEFAULT_MODEL, device: str | None = None, *, allow_pickle
         if runtime == "torch":
             raise ModelSourceError(f"{path}: an ONNX file runs with runtime onnx (or auto), not torch")
         return _load_onnx(path, requested_device, device, precision)
-    if runtime == "onnx" or (runtime == "auto" and device == "cpu" and precision == "auto"
-                             and ONNX_FASTER_ON_CPU):
+    if runtime == "onnx":
         exported = onnx_beside(path)
-        if exported is not None:
-            return _load_onnx(exported, requested_device, device, precision)
-        if runtime == "onnx":
+        if exported is None:
             raise ModelSourceError(f"{path}: no export of these weights beside it; write one with "
                                    f"`facesr export {path} -o {path.with_suffix(ONNX_SUFFIX)}`, or pass an .onnx file")
+        return _load_onnx(exported, requested_device, device, precision)
     try:
         model, meta = load_generator(path, map_location=device)
     except GeneratorFileError as exc:

@@ -145,7 +145,7 @@ def _export_proto(model: nn.Module, lr: torch.Tensor, outputs: list[str], where:
         # the exporter prints its progress on stdout, which is the command's own output
         with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
             # Method 1 keeps its last attention weights on the module for inspection: harmless here
-            warnings.filterwarnings("ignore", message=".*was assigned during export.*")
+            warnings.filterwarnings("ignore", message=".*assigned during export.*")
             program = torch.onnx.export(ExportGraph(model).eval(), (lr,), None, dynamo=True, opset_version=OPSET,
                                         input_names=[INPUT_NAME], output_names=outputs,
                                         dynamic_shapes=({0: batch},), external_data=False, verbose=False)
