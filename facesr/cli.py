@@ -17,6 +17,7 @@ SUBCOMMANDS: list[str] = [
     "facesr.weights",
     "facesr.metrics.score",
     "facesr.inference",
+    "facesr.export",
     "facesr.inference.serve",
 ]
 

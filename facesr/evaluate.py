@@ -1,7 +1,9 @@
 """Evaluation of every model of the thesis' Table 4.1 on the test split.
 
 Models: ``bicubic`` (built, no weights), ``srresnet`` and ``method1`` (``models/train/<name>.pt``),
-``method2`` (``models/gan/method2.pt``), and any other train variant (``models/train/<variant>.pt``).
+``method2`` (``models/gan/method2.pt``), any other train variant (``models/train/<variant>.pt``), and
+the stage's ``--extra-model NAME=FILE`` models (`extra_model_paths`: e.g. an exported .onnx file,
+run in ONNX Runtime, scored like the others).
 Each is run on the test split's LR faces and scored with `facesr.metrics.compute_metrics` against
 the HR faces: the thesis protocol (RGB PSNR/SSIM, LPIPS alex), the literature protocol (Y channel,
 8-pixel crop), PSNR per face region from the HR parsing maps, the sharpness ratio, and, for models
@@ -68,13 +70,49 @@ def model_paths(models_dir: str | Path, gan_dir: str | Path, names: Sequence[str
         "method1": Path(models_dir) / "method1.pt",
         "method2": Path(gan_dir) / "method2.pt",
     }
-    bad = [n for n in names if not isinstance(n, str) or not n.replace("_", "").replace("-", "").isalnum()
-           or n in RESERVED]
+    bad = [n for n in names if not _is_model_name(n)]
     if bad:
         raise EvaluationError(f"evaluate.models: {', '.join(map(repr, bad))} is not a model or variant name")
     if len(set(names)) != len(names):
         raise EvaluationError(f"evaluate.models: a model is listed twice in {list(names)}")
     return {n: known[n] if n in known else Path(models_dir) / f"{n}.pt" for n in names}
+
+
+def _is_model_name(name: Any) -> bool:
+    return isinstance(name, str) and name.replace("_", "").replace("-", "").isalnum() and name not in RESERVED
+
+
+def extra_model_paths(specs: Sequence[str], taken: Sequence[str] = ()) -> dict[str, Path]:
+    """``{name: file}`` of the stage's ``--extra-model NAME=FILE`` flags: models scored beside those of
+    ``evaluate.models`` (`taken`), e.g. an exported ``method1.onnx`` (`facesr export`), so that the file
+    one ships has its own row in eval.json. FILE is a generator .pt or an exported .onnx."""
+    out: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not path:
+            raise EvaluationError(f"--extra-model {spec!r}: expected NAME=FILE (a .pt generator or an .onnx export)")
+        if not _is_model_name(name):
+            raise EvaluationError(f"--extra-model {spec!r}: {name!r} is not a model name (letters, digits, _ and -)")
+        if name in out or name in taken:
+            raise EvaluationError(f"--extra-model {spec!r}: the name {name!r} is already scored")
+        out[name] = Path(path)
+    return out
+
+
+def table_predictor(name: str, path: Path | None, device: str, precision):
+    """What `evaluate` runs for a model: a `Predictor` over its generator (no_grad, not inference_mode:
+    the SR faces go on into LPIPS, whose weights are parameters), or, for an exported .onnx file,
+    ONNX Runtime's `facesr.inference.onnx_runtime.OnnxPredictor` (fp32: `precision` does not apply)."""
+    from facesr.models.predictor import Predictor
+
+    if path is not None and path.suffix == ".onnx":
+        from facesr.inference.onnx_runtime import OnnxPredictor
+
+        if not path.is_file():
+            raise EvaluationError(f"{path}: ONNX file for '{name}' not found")
+        return OnnxPredictor.from_file(path, device)
+    return Predictor(load_table_model(name, path, device), device=device, precision=precision,
+                     inference_mode=False)
 
 
 def load_table_model(name: str, path: Path | None, device: str):
@@ -114,7 +152,8 @@ def evaluate(
     save_parsing: int = 0,
     progress: bool = True,
 ) -> EvalResult:
-    """Score every model of `paths` on the test split of the prepared data at `data_root`.
+    """Score every model of `paths` on the test split of the prepared data at `data_root` (a path
+    ending in .onnx is an exported generator, run in ONNX Runtime: `table_predictor`).
 
     The settings are the `evaluate:` section's (no defaults here that could drift from params.yaml).
     `max_images` > 0 keeps the first faces only (smoke runs); 0 means the whole split. With
@@ -129,7 +168,6 @@ def evaluate(
     from facesr.device import resolve_device, resolve_precision
     from facesr.metrics import LPIPS, compute_metrics
     from facesr.metrics.means import MeanAccumulator
-    from facesr.models.predictor import Predictor
 
     if batch_size < 1:
         raise EvaluationError(f"evaluate.batch_size must be >= 1, got {batch_size}")
@@ -151,9 +189,7 @@ def evaluate(
             _save_pngs(images / sub, ids, np.asarray(test[key][:n]))
 
     for name, path in paths.items():
-        # no_grad, not inference_mode: the SR faces go on into LPIPS, whose weights are parameters
-        predictor = Predictor(load_table_model(name, path, device), device=device, precision=prec,
-                              inference_mode=False)
+        predictor = table_predictor(name, path, device, prec)
         means = MeanAccumulator()
         kept_parsing: list[np.ndarray] = []
         bar = progress_bar(total=n, desc=f"evaluate {name}", unit="face", enabled=progress)

@@ -24,9 +24,10 @@ score_models = task(evaluate.run, name="score-models", cache_policy=NO_CACHE,
 @flow(name="evaluate", description=(evaluate.__doc__ or "").splitlines()[0])
 def evaluate_flow(params: EvaluateParams, context: RunContext, data: str | Path, models: str | Path,
                   gan: str | Path, out: str | Path, per_image: str | Path, images: str | Path,
-                  smoke_test: bool = False) -> dict[str, Any]:
+                  extra_models: list[str] | None = None, smoke_test: bool = False) -> dict[str, Any]:
     return log_summary("evaluate", score_models(params, context, data=data, models=models, gan=gan, out=out,
-                                                per_image=per_image, images=images, smoke_test=smoke_test))
+                                                per_image=per_image, images=images,
+                                                extra_models=list(extra_models or ()), smoke_test=smoke_test))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -244,3 +244,38 @@ def test_every_seed_of_a_variant_is_scored_when_trials_exist(evaluated, tmp_path
     assert spread["mean"] == pytest.approx(np.mean(means), abs=1e-4)
     assert spread["sd"] == pytest.approx(np.std(means, ddof=1), abs=1e-4)
     assert not (tmp_path / "img" / "method1@seed1").exists()  # no images kept for the seeds
+
+
+def test_an_exported_onnx_file_scores_what_its_generator_scores(evaluated, tmp_path, capsys):
+    """Issue 25: `--extra-model NAME=FILE.onnx` scores the shipped file in ONNX Runtime beside its .pt
+    (PyTorch at fp32 here: auto is bf16 on a CPU with fast bf16, the export is fp32); the table's
+    numbers do not move."""
+    from facesr.cli import main as cli_main
+    from facesr.evaluate import EvaluationError
+    from stages.evaluate import parser
+
+    root, data, _ = evaluated
+    for name in ("srresnet", "method1"):
+        assert cli_main(["export", str(root / "models" / f"{name}.pt"), "-o", str(tmp_path / f"{name}.onnx")]) == 0
+    kw = dict(data=data, models=root / "models", gan=root / "gan", per_image=tmp_path / "p.csv",
+              images=tmp_path / "img")
+    params = eval_params(models=["srresnet", "method1"], precision="fp32", channels_last=False)
+    run(params, out=tmp_path / "before.json", **kw)
+    extra = parser().parse_args(["--data", "d", "--models", "m", "--gan", "g", "--out", "o", "--per-image", "p",
+                                 "--images", "i", "--extra-model", f"srresnet_onnx={tmp_path / 'srresnet.onnx'}",
+                                 "--extra-model", f"method1_onnx={tmp_path / 'method1.onnx'}"]).extra_model
+    summary = run(params, out=tmp_path / "e.json", extra_models=extra, **kw)
+    scores = json.loads((tmp_path / "e.json").read_text())
+    before = json.loads((tmp_path / "before.json").read_text())
+    assert summary["models"] == ["srresnet", "method1", "srresnet_onnx", "method1_onnx"]
+    assert {m: scores[m] for m in ("srresnet", "method1")} == {m: before[m] for m in ("srresnet", "method1")}
+    for name in ("srresnet", "method1"):
+        assert abs(scores[f"{name}_onnx"]["psnr"] - scores[name]["psnr"]) <= 0.01
+        assert scores[f"{name}_onnx"]["lpips"] == pytest.approx(scores[name]["lpips"], abs=1e-3)
+    assert scores["method1_onnx"]["parsing_miou"] == pytest.approx(scores["method1"]["parsing_miou"], abs=1e-3)
+    assert "method1_onnx-method1" in scores["comparisons"]
+    assert (tmp_path / "img" / "method1_onnx" / "parsing.npz").is_file()
+    with pytest.raises(EvaluationError, match="already scored"):
+        run(params, out=tmp_path / "x.json", extra_models=[f"method1={tmp_path / 'method1.onnx'}"], **kw)
+    with pytest.raises(EvaluationError, match="expected NAME=FILE"):
+        run(params, out=tmp_path / "x.json", extra_models=[str(tmp_path / "method1.onnx")], **kw)

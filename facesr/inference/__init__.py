@@ -8,7 +8,9 @@ SR, paste. One module per concern:
 
 - `errors`: the error classes;
 - `images`: the decoding policy (any input as 8-bit RGB with notes, or an error naming the file);
-- `loading`: model sources (files, MLflow, pipeline names) -> `Upscaler`;
+- `loading`: model sources (files, .onnx exports, MLflow, pipeline names) and runtimes -> `Upscaler`;
+- `onnx_export`, `onnx_runtime`: `facesr export`'s ONNX file (written and checked against PyTorch;
+  its metadata; run by ONNX Runtime);
 - `upscaler`: `Upscaler` (a `facesr.models.predictor.Predictor` and the input kinds around it);
 - `lowres`: the LR of a face crop, made the way training made it;
 - `render`: SR tensors as images, parsing overlays, compare strips, PNG files;

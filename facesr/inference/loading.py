@@ -4,7 +4,8 @@ pipeline name or a module into an `Upscaler`.
 Registry URIs take MLflow 3 aliases: ``models:/facesr-method1@champion`` (the best evaluated
 version), ``models:/facesr-method1@latest-demo`` (the newest of a profile; facesr.mlflow_model).
 
-Every source ends in a generator file read weights-only; pickled MLflow pytorch models need
+Every source ends in a generator file read weights-only (or an exported ONNX file: a graph and its
+metadata, facesr.inference.onnx_runtime); pickled MLflow pytorch models need
 `allow_pickle=True` (docs/upscale.md). A bare name (`method1`, `srresnet`, `method2`, a train
 variant) is looked up where the pipeline wrote it (`facesr.models.registry.PIPELINE_MODEL_FILES`)
 under the project folder of the nearest dvc.yaml, then under this checkout's.
@@ -19,10 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from facesr.inference.errors import ModelSourceError
+from facesr.inference.onnx_runtime import ONNX_SUFFIX
 from facesr.inference.upscaler import Upscaler
 
 URI_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/", "file:", "s3://", "gs://", "http://", "https://")
 DEFAULT_MODEL = "method1"
+# auto: onnx for an .onnx file, torch for everything else. Measured (benchmarks/inference.md): on
+# this CPU ONNX Runtime is not faster than torch's default (bf16 autocast), so auto never swaps a
+# generator file for its export.
+RUNTIMES = ("auto", "torch", "onnx")
 # the project folder of a source checkout (site-packages for an installed facesr: no dvc.yaml there)
 CHECKOUT = Path(__file__).resolve().parents[2]
 
@@ -64,11 +70,20 @@ def _is_uri(source: str) -> bool:
     return source.startswith(URI_SCHEMES)
 
 
-def load(source: Any = DEFAULT_MODEL, device: str | None = None, *, allow_pickle: bool = False) -> Upscaler:
-    """An `Upscaler` for `source`: a generator file, an MLflow URI or model folder, a pipeline name,
-    or a module (a facesr generator). `device` None: cuda when a GPU is present, else cpu.
+def load(source: Any = DEFAULT_MODEL, device: str | None = None, *, allow_pickle: bool = False,
+         runtime: str = "auto", precision: str = "auto") -> Upscaler:
+    """An `Upscaler` for `source`: a generator file, an exported ONNX file (`facesr export`), an MLflow
+    URI or model folder, a pipeline name, or a module (a facesr generator). `device` None: cuda when
+    a GPU is present, else cpu.
 
-    Nothing is unpickled: generator files are read with `torch.load(weights_only=True)`, and an
+    `runtime` (`RUNTIMES`): "torch" runs the generator in PyTorch at `precision` ("auto": bf16 where
+    the device does bf16 fast, `facesr.device.resolve_precision`); "onnx" runs an exported file in
+    ONNX Runtime (fp32; CUDA provider on a cuda device): `source` is the .onnx file, or a generator
+    file or name whose export lies beside it (`onnx_beside`); "auto" is "onnx" for an .onnx file,
+    else "torch" (ONNX Runtime is not the faster on this CPU: benchmarks/inference.md).
+
+    Nothing is unpickled: generator files are read with `torch.load(weights_only=True)`, ONNX files
+    are graphs checked for facesr's metadata (`facesr.inference.onnx_runtime.read_onnx`), and an
     MLflow model gives its generator file (logged by `facesr.mlflow_model.log_generator`), read the
     same way. An MLflow pytorch model (pickled: what facesr registered before) is refused unless
     `allow_pickle=True`, which unpickles it with a warning: unpickling runs whatever code the file
@@ -79,35 +94,86 @@ def load(source: Any = DEFAULT_MODEL, device: str | None = None, *, allow_pickle
     from facesr.device import DeviceError, resolve_device
     from facesr.models import GeneratorFileError, build_model, load_generator
 
+    if runtime not in RUNTIMES:
+        raise ModelSourceError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+    requested_device = device
     try:
         device = resolve_device(device)
     except DeviceError as exc:
         raise ModelSourceError(str(exc)) from exc
     if isinstance(source, nn.Module):
+        _torch_only(runtime, "a module")
         spec = getattr(source, "spec", {})
         return Upscaler(source, device=device, name=spec.get("model", type(source).__name__),
-                        meta=dict(spec), source="<module>")
+                        meta=dict(spec), source="<module>", precision=precision)
     src = str(source)
     if src == "bicubic":
+        _torch_only(runtime, "bicubic (it has no weights to export)")
         model = build_model("bicubic")
-        return Upscaler(model, device=device, name="bicubic", meta=dict(model.spec), source="bicubic")
+        return Upscaler(model, device=device, name="bicubic", meta=dict(model.spec), source="bicubic",
+                        precision=precision)
     if _is_uri(src):
-        return _load_mlflow(src, device, allow_pickle)
+        _torch_only(runtime, f"{src} (an MLflow model: export its generator file with `facesr export`)")
+        return _load_mlflow(src, device, allow_pickle, precision)
     path = Path(src)
     if path.is_dir() and (path / "MLmodel").is_file():
-        return _load_mlflow(str(path), device, allow_pickle)
+        _torch_only(runtime, f"{src} (an MLflow model: export its generator file with `facesr export`)")
+        return _load_mlflow(str(path), device, allow_pickle, precision)
     if not path.exists() and path.suffix == "" and os.sep not in src and "/" not in src:
         path = resolve_name(src)
     if not path.exists():
         raise ModelSourceError(f"{path}: model file not found")
+    if path.suffix == ONNX_SUFFIX:
+        if runtime == "torch":
+            raise ModelSourceError(f"{path}: an ONNX file runs with runtime onnx (or auto), not torch")
+        return _load_onnx(path, requested_device, device, precision)
+    if runtime == "onnx":
+        exported = onnx_beside(path)
+        if exported is None:
+            raise ModelSourceError(f"{path}: no export of these weights beside it; write one with "
+                                   f"`facesr export {path} -o {path.with_suffix(ONNX_SUFFIX)}`, or pass an .onnx file")
+        return _load_onnx(exported, requested_device, device, precision)
     try:
         model, meta = load_generator(path, map_location=device)
     except GeneratorFileError as exc:
         raise ModelSourceError(str(exc)) from exc
-    return Upscaler(model, device=device, name=meta["model"], meta=meta, source=str(path))
+    return Upscaler(model, device=device, name=meta["model"], meta=meta, source=str(path), precision=precision)
 
 
-def _load_mlflow(source: str, device: str, allow_pickle: bool) -> Upscaler:
+def _torch_only(runtime: str, what: str) -> None:
+    if runtime == "onnx":
+        raise ModelSourceError(f"runtime onnx runs an exported .onnx file; {what} runs with runtime torch")
+
+
+def onnx_beside(path: Path) -> Path | None:
+    """The export of the generator file `path` beside it (same name, .onnx), when there is one whose
+    metadata names these very weights (its `facesr.source_sha256` is the file's sha256); else None."""
+    from facesr.fileio import sha256_file
+    from facesr.inference.onnx_runtime import OnnxModelError, read_onnx
+
+    candidate = path.with_suffix(ONNX_SUFFIX)
+    if not candidate.is_file():
+        return None
+    try:
+        _data, meta = read_onnx(candidate)
+    except OnnxModelError:
+        return None
+    return candidate if meta.source_sha256 == sha256_file(path) else None
+
+
+def _load_onnx(path: Path, requested_device: str | None, device: str, precision: str) -> Upscaler:
+    from facesr.inference.onnx_runtime import OnnxPredictor, cuda_provider_available
+
+    if precision not in ("auto", "fp32"):
+        raise ModelSourceError(f"{path}: ONNX Runtime runs the fp32 export; precision {precision!r} needs runtime torch")
+    if requested_device in (None, "auto") and device.startswith("cuda") and not cuda_provider_available():
+        device = "cpu"  # a GPU that this onnxruntime cannot use: the auto device is the CPU
+    predictor = OnnxPredictor.from_file(path, device)
+    return Upscaler.from_predictor(predictor, device=device, name=predictor.meta.model,
+                                   meta=predictor.meta.as_meta(), source=str(path), runtime="onnx")
+
+
+def _load_mlflow(source: str, device: str, allow_pickle: bool, precision: str) -> Upscaler:
     import mlflow
 
     from facesr.mlflow_model import GENERATOR_ARTIFACT, NotAFacesrModelError, generator_file
@@ -127,7 +193,8 @@ def _load_mlflow(source: str, device: str, allow_pickle: bool) -> Upscaler:
                 model, meta = load_generator(path, map_location=device)
             except GeneratorFileError as exc:
                 raise ModelSourceError(f"{source}: {exc}") from exc
-            return Upscaler(model, device=device, name=meta["model"], meta=meta, source=source)
+            return Upscaler(model, device=device, name=meta["model"], meta=meta, source=source,
+                            precision=precision)
     if "pytorch" not in mlmodel.flavors:
         raise ModelSourceError(f"{source}: not a facesr model (its MLmodel has no '{GENERATOR_ARTIFACT}' artifact "
                                f"and no pytorch flavour; flavours: {', '.join(mlmodel.flavors) or 'none'})")
@@ -148,5 +215,5 @@ def _load_mlflow(source: str, device: str, allow_pickle: bool) -> Upscaler:
         raise ModelSourceError(f"{source}: cannot load an MLflow pytorch model ({type(exc).__name__}: {exc})") from exc
     spec = getattr(model, "spec", None) or {}
     return Upscaler(model, device=device, name=spec.get("model", type(model).__name__), meta=dict(spec),
-                    source=source)
+                    source=source, precision=precision)
 

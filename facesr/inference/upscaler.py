@@ -1,5 +1,6 @@
-"""The `Upscaler`: a loaded generator (run by a `facesr.models.predictor.Predictor`) and the
-conversions of images of any kind around it.
+"""The `Upscaler`: a loaded generator (run by a `facesr.models.predictor.Predictor`, or an exported
+one by ONNX Runtime: `facesr.inference.onnx_runtime.OnnxPredictor`) and the conversions of images
+of any kind around it.
 
 Crops are brought to the model's LR the way training made its LR (`facesr.inference.lowres`); the
 LR and HR sizes are the model's (`Predictor.lr_size`, `Predictor.hr_size` from its `upscale`).
@@ -33,20 +34,35 @@ class Upscaler:
         from facesr.models.predictor import Predictor
 
         # auto: bf16 autocast + channels_last where the device does bf16 fast, fp32 elsewhere
-        self.predictor = Predictor(model, device=device, precision=precision, channels_last=channels_last,
-                                   setting="Upscaler")
+        self._setup(Predictor(model, device=device, precision=precision, channels_last=channels_last,
+                              setting="Upscaler"), device=device, name=name, meta=meta, source=source,
+                    runtime="torch")
+
+    @classmethod
+    def from_predictor(cls, predictor, *, device: str, name: str, meta: dict | None = None, source: str = "",
+                       runtime: str) -> Upscaler:
+        """An Upscaler over a ready predictor: anything with a Predictor's `__call__`, `precision`,
+        `model`, `scale`, `hr_size` and `predicts_parsing` (the ONNX Runtime one,
+        `facesr.inference.onnx_runtime.OnnxPredictor`); `runtime` names what runs it."""
+        self = cls.__new__(cls)
+        self._setup(predictor, device=device, name=name, meta=meta, source=source, runtime=runtime)
+        return self
+
+    def _setup(self, predictor, *, device: str, name: str, meta: dict | None, source: str, runtime: str) -> None:
+        self.predictor = predictor
+        self.runtime = runtime
         self.device = device
-        self.precision = self.predictor.precision
-        self.model = self.predictor.model
+        self.precision = predictor.precision
+        self.model = predictor.model
         self.name = name
         self.meta = meta or {}
         self.source = source
-        self.scale = self.predictor.scale
-        self.hr_size = self.predictor.hr_size
+        self.scale = predictor.scale
+        self.hr_size = predictor.hr_size
 
     def __repr__(self) -> str:
         return (f"Upscaler(model={self.name!r}, source={self.source!r}, device={self.device!r}, "
-                f"precision={self.precision.name!r})")
+                f"runtime={self.runtime!r}, precision={self.precision.name!r})")
 
     @property
     def predicts_parsing(self) -> bool:

@@ -24,7 +24,8 @@ FLAGS = {
     "downscale": {"--params", "--raw", "--merged", "--out", "--smoke-test"},
     "train": {"--params", "--data", "--models", "--metrics", "--curves", "--workdir", "--smoke-test"},
     "train_gan": {"--params", "--data", "--init", "--models", "--metrics", "--curves", "--workdir", "--smoke-test"},
-    "evaluate": {"--params", "--data", "--models", "--gan", "--out", "--per-image", "--images", "--smoke-test"},
+    "evaluate": {"--params", "--data", "--models", "--gan", "--out", "--per-image", "--images", "--extra-model",
+                 "--smoke-test"},
     "report": {"--params", "--eval", "--per-image", "--images", "--train-curves", "--gan-curves", "--out",
                "--smoke-test"},
 }
@@ -45,9 +46,9 @@ def test_each_stage_help_lists_its_flags(name, capsys):
     actions = {a.option_strings[0]: a for a in stage.parser()._actions if a.option_strings[0] != "-h"}
     assert set(actions) == FLAGS[name] and all(a.help for a in actions.values()), name
     assert actions["--params"].default == "params.yaml"
-    # every path is required, except download's --cache
+    # every path is required, except download's --cache and evaluate's --extra-model (models beside the table's)
     assert {f for f, a in actions.items() if not a.required} == {"--params", "--smoke-test"} | (
-        {"--cache"} if name == "download" else set())
+        {"--cache"} if name == "download" else {"--extra-model"} if name == "evaluate" else set())
 
 
 def test_a_missing_path_is_a_usage_error():
