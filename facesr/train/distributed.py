@@ -75,6 +75,23 @@ class Distributed:
         return self.device if self.device.type == "cuda" else torch.device("cpu")
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over the workers, differentiable: the gradient of each worker's input is the sum of the
+    workers' output gradients (every worker's loss depends on every worker's statistics)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        out = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return _AllReduceSum.apply(grad)
+
+
 class _GlobalBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics are those of the global batch, on any device.
 
@@ -88,12 +105,10 @@ class _GlobalBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         xf = x.float()  # statistics in fp32 under autocast too
         local = torch.stack([xf.sum(dim=(0, 2, 3)), (xf * xf).sum(dim=(0, 2, 3))])
         count = torch.tensor(float(x.numel() // x.shape[1]), device=x.device)
-        stats = all_reduce(torch.cat([local, count.expand(1, local.shape[1])]))
+        stats = _AllReduceSum.apply(torch.cat([local, count.expand(1, local.shape[1])]))
         total = stats[2]
         mean = stats[0] / total
         var = (stats[1] / total - mean * mean).clamp_min(0)

@@ -137,6 +137,7 @@ def _trainable(config: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------ multi-worker trials
 
 WORKERS_DIR = "workers"  # <trial workdir>/workers/rank<r>.json: each worker's pid and node
+DRIVER_MEMORY = 256 * 1024**2  # bytes of Ray's memory resource a multi-worker trial's driver asks for
 
 
 def _train_workers(config: dict[str, Any]) -> None:
@@ -288,8 +289,9 @@ def run_trials(config: StageConfig, identities: list[RunIdentity], *, data: Path
         workers = config.resources.workers_per_trial
         points = [{"trial": t.to_dict(), "identity": vars(i)} for t, i in zip(config.trials, identities)]
         # A trial of N > 1 workers is only their driver: the Ray Train run asks for N x (cpus, gpus)
-        # itself, and waits (retrying its start) until the cluster has them.
-        trial_resources = {"cpu": cpus, "gpu": gpus} if workers == 1 else {"cpu": 0, "gpu": 0}
+        # itself, and waits (retrying its start) until the cluster has them. The driver holds no
+        # CPU (a node's CPUs stay whole for the workers), only memory: Tune refuses an empty request.
+        trial_resources = {"cpu": cpus, "gpu": gpus} if workers == 1 else {"cpu": 0, "gpu": 0, "memory": DRIVER_MEMORY}
         tuner = tune.Tuner(
             tune.with_resources(_trainable, trial_resources),
             param_space={"point": tune.grid_search(points), "cpus": cpus, "gpus": gpus, "workers": workers,
