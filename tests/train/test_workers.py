@@ -48,27 +48,16 @@ def read_curves(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(fh)]
 
 
-def test_two_workers_train_the_one_worker_recipe_and_export_a_model_evaluate_scores(prepared_small, tmp_path):
-    import mlflow
-
-    from facesr.evaluate import evaluate
-    from facesr.models import load_generator
+def assert_matches_one_worker(trial, data: Path, curves: Path, workdir: Path):
+    """Train `trial` in the single-process loop (what a 1-worker trial runs) and compare the
+    multi-worker trial's `curves` with its curve; returns the loop's result."""
     from facesr.train.checkpoint import RunIdentity
     from facesr.train.loop import train
-    from stages import train as stage
 
-    config = smoke_config(ddp_section(2))
-    out = tmp_path / "out"
-    summary = stage.run(config, data=prepared_small, models=out / "models", metrics=out / "train.json",
-                        curves=out / "curves", workdir=tmp_path / "runs", smoke_test=True)
-    (trial,) = summary["trials"]
-    assert trial["error"] is None and trial["step"] == 6 and trial["resumed_from"] == 0
-
-    # the reference: the same Trial in the single-process loop (what a 1-worker trial runs)
-    one = train(config.trials[0], data_root=prepared_small, workdir=tmp_path / "one",
-                identity=RunIdentity(params=config.trials[0].params_hash, data="d", init="", code="c"))
-    ref, two = read_curves(one.curves), read_curves(out / "curves" / "method1.csv")
-    assert [r["step"] for r in two] == [r["step"] for r in ref] == [1, 2, 3, 3, 4, 5, 6, 6]
+    one = train(trial, data_root=data, workdir=workdir,
+                identity=RunIdentity(params=trial.params_hash, data="d", init="", code="c"))
+    ref, two = read_curves(one.curves), read_curves(curves)
+    assert [r["step"] for r in two] == [r["step"] for r in ref]
     for a, b in zip(ref, two):
         assert set(a) - {"images_per_s", "train_s"} == set(b) - {"images_per_s", "train_s"}
         for key in (k for k in a if k.startswith("loss")):
@@ -80,6 +69,42 @@ def test_two_workers_train_the_one_worker_recipe_and_export_a_model_evaluate_sco
             assert abs(a[key] - b[key]) <= VAL_PSNR_ATOL, (a["step"], key, a[key], b[key])
     # the curve was learnt, not flat: the test would see a worker that trained nothing
     assert two[-2]["loss"] < two[0]["loss"]
+    return one
+
+
+def assert_scored(model: Path, data: Path) -> None:
+    """The exported file loads (weights only) and evaluate scores it."""
+    from facesr.evaluate import evaluate
+
+    scored = evaluate(data, {"method1": model}, lpips_net="alex", batch_size=2, max_images=0, device="cpu",
+                      precision="fp32", channels_last=False, progress=False)
+    assert math.isfinite(scored.summary["method1"]["psnr"]) and scored.summary["method1"]["psnr"] > 0
+
+
+def assert_one_mlflow_run(parent_run_id: str, run_id: str, steps: int) -> None:
+    """One MLflow run for the trial (rank 0's), finished, with the whole curve."""
+    import mlflow
+
+    runs = mlflow.search_runs(experiment_names=["facesr"], output_format="list",
+                              filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED" and runs[0].info.run_id == run_id
+    history = mlflow.MlflowClient().get_metric_history(run_id, "loss")
+    assert sorted({m.step for m in history}) == list(range(1, steps + 1))
+
+
+@pytest.mark.long  # the kill test below checks the same curve (on a resumed run) in `make test`
+def test_two_workers_train_the_one_worker_recipe_and_export_a_model_evaluate_scores(prepared_small, tmp_path):
+    from facesr.models import load_generator
+    from stages import train as stage
+
+    config = smoke_config(ddp_section(2))
+    out = tmp_path / "out"
+    summary = stage.run(config, data=prepared_small, models=out / "models", metrics=out / "train.json",
+                        curves=out / "curves", workdir=tmp_path / "runs", smoke_test=True)
+    (trial,) = summary["trials"]
+    assert trial["error"] is None and trial["step"] == 6 and trial["resumed_from"] == 0
+    one = assert_matches_one_worker(config.trials[0], prepared_small, out / "curves" / "method1.csv", tmp_path / "one")
+    assert [r["step"] for r in read_curves(one.curves)] == [1, 2, 3, 3, 4, 5, 6, 6]
 
     # two workers, one process each; rank 0 alone exported, in the usual format
     ranks = [json.loads(p.read_text()) for p in sorted((tmp_path / "runs" / trial["name"] / "workers").glob("rank*.json"))]
@@ -87,16 +112,8 @@ def test_two_workers_train_the_one_worker_recipe_and_export_a_model_evaluate_sco
     model, meta = load_generator(out / "models" / "method1.pt")
     assert meta["model"] == "method1" and meta["extra"]["step"] == 6
     assert set(model.state_dict()) == set(load_generator(one.generator)[0].state_dict())
-    scored = evaluate(prepared_small, {"method1": out / "models" / "method1.pt"}, lpips_net="alex", batch_size=2,
-                      max_images=0, device="cpu", precision="fp32", channels_last=False, progress=False)
-    assert math.isfinite(scored.summary["method1"]["psnr"]) and scored.summary["method1"]["psnr"] > 0
-
-    # one MLflow run for the trial (rank 0's), with the whole curve
-    runs = mlflow.search_runs(experiment_names=["facesr"], output_format="list",
-                              filter_string=f"tags.mlflow.parentRunId = '{summary['mlflow']['parent_run_id']}'")
-    assert len(runs) == 1 and runs[0].info.status == "FINISHED" and runs[0].info.run_id == trial["mlflow_run_id"]
-    history = mlflow.MlflowClient().get_metric_history(runs[0].info.run_id, "loss")
-    assert sorted(m.step for m in history) == [1, 2, 3, 4, 5, 6]
+    assert_scored(out / "models" / "method1.pt", prepared_small)
+    assert_one_mlflow_run(summary["mlflow"]["parent_run_id"], trial["mlflow_run_id"], 6)
 
 
 def _params_file(path: Path, section: dict) -> Path:
@@ -107,7 +124,11 @@ def _params_file(path: Path, section: dict) -> Path:
 
 def test_a_worker_killed_mid_trial_resumes_the_trial_from_its_checkpoint(prepared_small, tmp_path):
     """Rank 1 announces its pid at step 3 (FACESR_FAULT_MODE=pause) and waits; the test SIGKILLs it.
-    The last checkpoint is step 2 (rank 0 cannot pass step 4's all-reduce without rank 1)."""
+    The last checkpoint is step 2 (rank 0 cannot pass step 4's all-reduce without rank 1). The
+    trial then finishes as the 1-worker recipe would (acceptance 1 and 2 in one Ray run)."""
+    from facesr.config import load_context
+    from facesr.train.config import parse_stage
+
     steps = 8
     section = ddp_section(2, steps=steps)
     section["loop"].update(section.pop("smoke_test"))
@@ -149,5 +170,8 @@ def test_a_worker_killed_mid_trial_resumes_the_trial_from_its_checkpoint(prepare
     assert meta["extra"]["step"] == steps
     # the worker group was restarted: rank 1 is a new process
     assert json.loads((trial_dir / "workers" / "rank1.json").read_text())["pid"] != pid
-    rows = read_curves(out / "curves" / "method1.csv")
-    assert sorted({int(r["step"]) for r in rows}) == list(range(1, steps + 1))
+    # the resumed trial still trains the one-worker recipe, and its export is scored
+    config = parse_stage(section, stage="train", gan=False, smoke_test=False, context=load_context(params))
+    assert_matches_one_worker(config.trials[0], prepared_small, out / "curves" / "method1.csv", tmp_path / "one")
+    assert_scored(out / "models" / "method1.pt", prepared_small)
+    assert_one_mlflow_run(summary["mlflow"]["parent_run_id"], trial["mlflow_run_id"], steps)
