@@ -1,5 +1,8 @@
 """The first-GPU-machine check: CUDA train throughput of the thesis-size models, and a short real
-training of Method 1 in fp32 and in the `auto` precision on synthetic faces made at run time.
+training of Method 1 in fp32 and in the `auto` precision on synthetic faces made at run time. On a
+machine with more than one GPU, Method 1's train step in DDP on 1, 2 and all GPUs (nccl, 16 faces
+per GPU: benchmarks/train_ddp.py's `ddp_throughput`, the loop's multi-worker path); the CPU smoke
+runs that case with 2 gloo workers.
 
     python benchmarks/gpu_check.py --out DIR [--device cuda] [--budget-s 420]
     python benchmarks/gpu_check.py --device cpu --smoke --out DIR     # tiny sizes, < 1 min; the test suite runs it
@@ -191,6 +194,37 @@ def train_method1(data: dict, test: dict, device: str, precision: str, *, model_
             "weights_dtype": str(next(model.parameters()).dtype)}
 
 
+def ddp_scaling(device: str, smoke: bool, clock: Clock) -> list[dict]:
+    """Method 1's step with 1, 2 and every GPU as DDP workers (16 faces per GPU, so img/s should grow
+    with the GPUs); a machine of one GPU writes why it skipped. The smoke: 2 CPU workers, tiny sizes."""
+    import torch
+    from train_ddp import ddp_throughput
+
+    gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
+    if not smoke and gpus < 2:
+        return [{"skipped": f"{gpus} GPU(s) here: the multi-GPU DDP case needs more than one"}]
+    counts = [1, 2] if smoke else sorted({1, 2, gpus})
+    per_worker = 2 if smoke else 16
+    rows: list[dict] = []
+    for n in counts:
+        if not smoke and clock.left() < 30:
+            rows.append({"workers": n, "skipped": f"time budget ({clock.left():.0f} s left)"})
+            continue
+        try:
+            row = ddp_throughput(TINY["method1"] if smoke else {}, per_worker * n, n, device,
+                                 steps=2 if smoke else 10, warmup=1 if smoke else 3,
+                                 threads=1 if smoke else max(1, (os.cpu_count() or 1) // n))
+            if rows and "images_per_s" in rows[0]:
+                # img/s of n workers over n x one worker's: 1.0 is perfect weak scaling
+                row["scaling_efficiency"] = round(row["images_per_s"] / (n * rows[0]["images_per_s"]), 2)
+            rows.append(row)
+        except Exception as exc:  # an nccl setup failure is a finding, not a crash of the check
+            rows.append({"workers": n, "error": f"{type(exc).__name__}: {exc}"[:500],
+                         "trace": traceback.format_exc()[-1500:]})
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "trace"}), flush=True)
+    return rows
+
+
 def markdown(report: dict) -> str:
     env = report["environment"]
     lines = [f"# GPU check ({report['mode']})", "",
@@ -217,6 +251,14 @@ def markdown(report: dict) -> str:
                          f"| {r['test_psnr']} | {r['test_ssim']} | {r['bicubic_psnr']} |")
         else:
             lines.append(f"| {r.get('precision', '')} | | | | | {r.get('skipped') or r.get('error')} | | | |")
+    lines += ["", "## Method 1 in DDP (one worker per GPU, nccl; the smoke: 2 CPU workers, gloo)", "",
+              "| workers | global batch | img/s | s/step | scaling efficiency |", "|---|---|---|---|---|"]
+    for r in report.get("ddp", []):
+        if "images_per_s" in r:
+            lines.append(f"| {r['workers']} | {r['global_batch']} | {r['images_per_s']} | {r['seconds_per_step']} "
+                         f"| {r.get('scaling_efficiency', '')} |")
+        else:
+            lines.append(f"| {r.get('workers', '')} | {r.get('skipped') or r.get('error')} | | | |")
     lines += ["", f"Third-party modules imported: {', '.join(report['modules'])}.", ""]
     return "\n".join(lines)
 
@@ -251,10 +293,12 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_text(out / "gpu_check.md", markdown(report))
 
     batch = 2 if args.smoke else 16
-    report["training"] = []
-    # throughput gets a little over half the budget, the two training runs the rest
-    report["throughput"] = throughput(device, args.smoke, Clock(0.55 * args.budget_s), batch,
+    report["training"], report["ddp"] = [], []
+    # throughput gets a little under half the budget, multi-GPU DDP a tenth, the two training runs the rest
+    report["throughput"] = throughput(device, args.smoke, Clock(0.45 * args.budget_s), batch,
                                       steps=1 if args.smoke else 10)
+    save()
+    report["ddp"] = ddp_scaling(device, args.smoke, Clock(0.1 * args.budget_s))
     save()
 
     train_n, test_n = (8, 4) if args.smoke else (512, 64)

@@ -43,6 +43,9 @@ def test_the_cpu_smoke_path_runs_without_the_pipeline_stack(tmp_path):
     assert [r["precision"] for r in train] == ["fp32", "bf16" if fast_bf16("cpu") else "fp32"]  # fp32, then auto
     assert all(r["steps"] == 2 and r["weights_dtype"] == "torch.float32" and r["test_psnr"] > 0 for r in train)
     assert "## Train throughput" in (out / "gpu_check.md").read_text()
+    # the multi-GPU DDP case, run by the smoke as 2 gloo workers on the CPU
+    assert [(r["workers"], r["global_batch"]) for r in report["ddp"]] == [(1, 2), (2, 4)], report["ddp"]
+    assert all(r["images_per_s"] > 0 for r in report["ddp"])
 
 
 def test_the_gpu_checks_model_sizes_are_the_thesis_profiles():

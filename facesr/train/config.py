@@ -124,10 +124,16 @@ class Select:
 
 @dataclass(frozen=True)
 class Resources:
-    """What one trial asks Ray for."""
+    """What one trial asks Ray for.
+
+    `cpus_per_trial` and `gpus_per_trial` are per worker: a trial of `workers_per_trial` N > 1 is a
+    Ray Train run of N workers (DDP) that asks for N times as much. 1 is today's single-process
+    trial, with no process group.
+    """
 
     cpus_per_trial: int = field(metadata=AT_LEAST_1)
     gpus_per_trial: int  # asked for only where the cluster has GPUs
+    workers_per_trial: int = field(default=1, metadata=AT_LEAST_1)
 
 
 @dataclass(frozen=True)
@@ -222,8 +228,15 @@ def parse_stage(section: Mapping[str, Any], *, stage: str, gan: bool, smoke_test
         if len(set(labels[-len(points):])) < len(points):
             raise ParamsError(f"{where}.search: two search points give the same trial name "
                               f"({', '.join(labels[-len(points):])}); use values that differ as text")
+    resources = parse(Resources, section["resources"], f"{where}.resources")
+    for trial in trials:
+        # the profile's batch_size is the global batch: each worker takes an equal share of it
+        if trial.loop.batch_size % resources.workers_per_trial:
+            raise ParamsError(f"{where}.loop.batch_size: {trial.loop.batch_size} (variant {trial.variant}) is not "
+                              f"divisible by {stage}.resources.workers_per_trial {resources.workers_per_trial}; "
+                              "batch_size is the global batch, split evenly across the workers")
     return StageConfig(stage=stage, variants=variants, select=parse(Select, section["select"], f"{where}.select"),
-                       resources=parse(Resources, section["resources"], f"{where}.resources"),
+                       resources=resources,
                        max_failures=parse(int, section["max_failures"], f"{where}.max_failures"),
                        context=context,
                        trials=tuple(trials), points=tuple(trial_points), labels=tuple(labels), section=dict(section))

@@ -3,11 +3,16 @@
 The batch order and the flips of step ``s`` depend only on the trial seed and ``s``, never on
 how many steps ran before in this process. That is what makes a resumed run see exactly the
 batches an uninterrupted one would, without saving any data-loader state.
+
+A trial of N workers draws the same global batch of ``batch_size`` faces per step (and the same
+flips); worker ``r`` takes the contiguous rows ``r*b .. (r+1)*b - 1`` of it, ``b = batch_size / N``
+(`Shard`), so N workers together train on exactly the batches one worker would.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import Sampler
@@ -25,25 +30,44 @@ def _generator(*keys: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Worker `rank` of `world_size` in a multi-worker trial: which rows of each global batch it trains on."""
+
+    rank: int
+    world_size: int
+
+    def rows(self, global_size: int) -> slice:
+        """This worker's contiguous share of a global batch of `global_size` rows (divisible by world_size)."""
+        per = global_size // self.world_size
+        return slice(self.rank * per, (self.rank + 1) * per)
+
+
 class StepBatchSampler(Sampler[list[int]]):
-    """Index batches for steps ``start+1 .. steps``; each epoch is a seeded permutation, last partial batch dropped."""
+    """Index batches for steps ``start+1 .. steps``; each epoch is a seeded permutation, last partial batch dropped.
+
+    With a `shard`, each batch is that worker's rows of the global batch of `batch_size`.
+    """
 
     def __init__(self, num_items: int, batch_size: int, seed: int, steps: int, start: int = 0,
-                 where: str = "train split"):
+                 where: str = "train split", shard: Shard | None = None):
         if num_items < batch_size:
             raise TrainDataError(f"{where}: {num_items} faces, fewer than batch_size {batch_size}")
         self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
-        self.steps, self.start = steps, start
+        self.steps, self.start, self.shard = steps, start, shard
         self.per_epoch = num_items // batch_size
 
     def __len__(self) -> int:
         return max(0, self.steps - self.start)
 
     def batch_of(self, step: int) -> list[int]:
-        """Indices of 1-based `step`."""
+        """Indices of 1-based `step` (this shard's rows of them, with a shard)."""
         epoch, pos = divmod(step - 1, self.per_epoch)
         perm = torch.randperm(self.num_items, generator=_generator(self.seed, epoch))
-        return perm[pos * self.batch_size:(pos + 1) * self.batch_size].tolist()
+        batch = perm[pos * self.batch_size:(pos + 1) * self.batch_size]
+        if self.shard is not None:
+            batch = batch[self.shard.rows(self.batch_size)]
+        return batch.tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
         for step in range(self.start + 1, self.steps + 1):
@@ -64,10 +88,19 @@ def flip_permutation(parts: list[str]) -> list[int]:
     return perm
 
 
-def flip_batch(batch: dict[str, torch.Tensor], *, seed: int, step: int, perm: list[int]) -> dict[str, torch.Tensor]:
-    """Flip about half the faces of `batch` horizontally, chosen by (seed, step); parsing channels swap sides."""
+def flip_batch(batch: dict[str, torch.Tensor], *, seed: int, step: int, perm: list[int],
+               shard: Shard | None = None) -> dict[str, torch.Tensor]:
+    """Flip about half the faces of `batch` horizontally, chosen by (seed, step); parsing channels swap sides.
+
+    With a `shard`, `batch` is that worker's rows of the global batch: the flips are drawn for the
+    whole global batch and the shard keeps its rows' share, so they match a one-worker run's.
+    """
     n = batch["lr"].shape[0]
-    mask = torch.rand(n, generator=_generator(seed, step, 7)) < 0.5
+    if shard is None:
+        mask = torch.rand(n, generator=_generator(seed, step, 7)) < 0.5
+    else:
+        draws = torch.rand(n * shard.world_size, generator=_generator(seed, step, 7))
+        mask = draws[shard.rows(n * shard.world_size)] < 0.5
     if not mask.any():
         return batch
     out = dict(batch)

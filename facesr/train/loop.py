@@ -6,6 +6,10 @@ per step: batch -> task step -> log -> validate every ``val_every`` -> checkpoin
 same workdir and identity ends with the same weights as an uninterrupted one (on CPU, fixed seed):
 batches are a function of (seed, step) and every RNG, optimizer and scheduler state is in the
 checkpoint. Ray and MLflow stay outside: they listen through `on_event`.
+
+As one worker of a multi-worker trial (`dist`, facesr.train.distributed), the loop trains its
+share of each global batch in DDP; rank 0 alone validates, writes checkpoints, emits the events
+and exports, and every rank emits "checkpoint" at the same steps (the others with no path).
 """
 
 from __future__ import annotations
@@ -28,18 +32,21 @@ from facesr.data import FaceSRDataset
 from facesr.data.packed import read_manifest
 from facesr.data.util import progress
 from facesr.device import Precision, resolve_device, resolve_precision
+from facesr.fileio import atomic_write_text
 from facesr.losses import ContentLoss, PerceptualLoss, discriminator_loss, generator_adversarial_loss
 from facesr.metrics import psnr
 from facesr.models import SROutput, build_model, load_generator, save_generator
 from facesr.train.checkpoint import RunIdentity, resume_from, rng_state, save_checkpoint, set_rng_state
 from facesr.train.config import ContentLoop, GanLoop, RMSProp, Schedule, Trial
 from facesr.train.data import StepBatchSampler, flip_batch, flip_permutation
+from facesr.train.distributed import Distributed
 from facesr.train.validate import Validator, last_val, write_curves
 
 # Called as on_event(kind, step, payload): kind "train"/"val" with a dict of floats, "sample"
-# with a PNG path, "checkpoint" with the checkpoint path, "resumed" with the history so far. Ray reporting and MLflow logging hook here.
+# with a PNG path, "checkpoint" with the checkpoint path (None on the ranks > 0 of a multi-worker
+# trial, which write none), "resumed" with the history so far. Ray reporting and MLflow logging hook here.
 EventHook = Callable[[str, int, Any], None]
-FAULT_STEP_ENV, FAULT_MODE_ENV = "FACESR_FAULT_STEP", "FACESR_FAULT_MODE"
+FAULT_STEP_ENV, FAULT_MODE_ENV, FAULT_RANK_ENV = "FACESR_FAULT_STEP", "FACESR_FAULT_MODE", "FACESR_FAULT_RANK"
 log = logging.getLogger(__name__)
 
 
@@ -124,6 +131,10 @@ class ContentTask:
         self.scheduler = make_scheduler(self.optimizer, cfg.lr_schedule, cfg.steps)
         self.modules = {"model": self.generator, "optimizer": self.optimizer, "scheduler": self.scheduler}
 
+    def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> nn.Module:
+        """The generator's forward for a multi-worker trial (`wrap` = Distributed.wrap)."""
+        return wrap(self.generator)
+
     def step(self, step: int, batch: dict[str, torch.Tensor], forward: nn.Module, autocast):
         with autocast:
             out = fp32(forward(batch["lr"]))
@@ -156,6 +167,12 @@ class GanTask:
         self.weights = (cfg.alpha, cfg.beta, cfg.gamma)
         self.modules = {"model": self.generator, "discriminator": self.disc, "optimizer": self.optimizer,
                         "optimizer_d": self.opt_d, "scheduler": self.scheduler, "scheduler_d": self.sched_d}
+
+    def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> nn.Module:
+        """The generator's forward for a multi-worker trial; the discriminator, which `step` calls
+        as `self.disc`, is wrapped too (`self.modules` keeps the bare one for checkpoints)."""
+        self.disc = wrap(self.disc)
+        return wrap(self.generator)
 
     def step(self, step: int, batch: dict[str, torch.Tensor], forward: nn.Module, autocast):
         alpha, beta, gamma = self.weights
@@ -190,12 +207,18 @@ class GanTask:
 # ------------------------------------------------------------------------------------------ loop
 
 def train(trial: Trial, *, data_root: str | Path, workdir: str | Path, identity: RunIdentity,
-          init: str | Path | None = None, on_event: EventHook | None = None) -> LoopResult:
-    """Train one trial in `workdir` (last.pt, previous.pt, curves.csv, samples/, generator.pt)."""
+          init: str | Path | None = None, on_event: EventHook | None = None,
+          dist: Distributed | None = None) -> LoopResult:
+    """Train one trial in `workdir` (last.pt, previous.pt, curves.csv, samples/, generator.pt).
+
+    `dist`: this process is one worker of a multi-worker trial (its rank, the world size, its
+    device); None (one worker) is the single-process loop, with no process group.
+    """
     cfg, data_root, workdir = trial.loop, Path(data_root), Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     emit = on_event or (lambda kind, step, payload: None)
-    device = torch.device(resolve_device(cfg.device, setting="loop.device"))
+    leader, shard = dist is None or dist.leader, dist and dist.shard
+    device = dist.device if dist else torch.device(resolve_device(cfg.device, setting="loop.device"))
     precision = loop_precision(cfg, device)
     log.info("%s: %s", trial.variant, precision.reason)
     channels_last, autocast = precision.channels_last, precision.autocast()
@@ -205,10 +228,14 @@ def train(trial: Trial, *, data_root: str | Path, workdir: str | Path, identity:
     for module in task.modules.values():
         if isinstance(module, nn.Module):  # weights stay fp32; only their layout changes
             precision.prepare(module)
-    forward = torch.compile(task.generator) if cfg.compile else task.generator
+    forward = task.generator if dist is None else task.distribute(dist.wrap)
+    forward = torch.compile(forward) if cfg.compile else forward
 
     step, history = 0, []
-    ckpt = resume_from(workdir, identity, map_location=device)
+    if dist is None:
+        ckpt = resume_from(workdir, identity, map_location=device)
+    else:  # rank 0 picks the checkpoint (its workdir holds them) and every rank loads that one
+        ckpt = dist.broadcast(resume_from(workdir, identity, map_location="cpu") if leader else None)
     if ckpt is not None:
         for key, module in task.modules.items():
             module.load_state_dict(ckpt[key])
@@ -221,11 +248,11 @@ def train(trial: Trial, *, data_root: str | Path, workdir: str | Path, identity:
     train_set = FaceSRDataset(data_root, "train", hflip=False)
     perm = flip_permutation(read_manifest(data_root)["parts"])
     sampler = StepBatchSampler(len(train_set), cfg.batch_size, cfg.seed, cfg.steps, start=start,
-                               where=f"{data_root}/train")
+                               where=f"{data_root}/train", shard=shard)
     loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers,
                                          pin_memory=device.type == "cuda")
     validator = Validator(data_root, faces=cfg.val_faces, sample_faces=cfg.sample_faces,
-                          use_lpips=cfg.val_lpips, device=device, batch_size=cfg.batch_size)
+                          use_lpips=cfg.val_lpips, device=device, batch_size=cfg.batch_size) if leader else None
 
     for module in task.modules.values():
         if isinstance(module, nn.Module):
@@ -235,32 +262,41 @@ def train(trial: Trial, *, data_root: str | Path, workdir: str | Path, identity:
     for batch in progress(loader, total=len(sampler), desc=f"train {trial.variant}", unit="step"):
         step += 1
         if cfg.hflip:
-            batch = flip_batch(batch, seed=cfg.seed, step=step, perm=perm)
+            batch = flip_batch(batch, seed=cfg.seed, step=step, perm=perm, shard=shard)
         batch = _to_device(batch, device, channels_last)
         losses, sr = task.step(step, batch, forward, autocast)
         train_s += time.perf_counter() - tick
 
         if step % cfg.log_every == 0 or step == cfg.steps:
-            row = {"step": step, **losses, "train_psnr": _batch_psnr(sr, batch["hr"]),
-                   "lr": task.scheduler.get_last_lr()[0],
+            measured = {**losses, "train_psnr": _batch_psnr(sr, batch["hr"])}
+            if dist is not None:  # the global batch's means: every rank logs at the same steps
+                measured = dist.mean(measured)
+            row = {"step": step, **measured, "lr": task.scheduler.get_last_lr()[0],
                    "images_per_s": (step - start) * cfg.batch_size / max(time.perf_counter() - started, 1e-9),
                    "train_s": train_s}
             history.append(row)
             emit("train", step, row)
-        if step % cfg.val_every == 0 or step == cfg.steps:
+        if leader and (step % cfg.val_every == 0 or step == cfg.steps):
             scores, samples = validator(task.generator, autocast)
             history.append({"step": step, **scores})
             emit("val", step, scores)
             emit("sample", step, validator.save_grid(samples, workdir / "samples" / f"step_{step:06d}.png"))
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            path = save_checkpoint(workdir, {
-                "identity": identity.as_dict(), "params": trial.to_dict(), "step": step,
-                **{key: module.state_dict() for key, module in task.modules.items()},
-                "rng": rng_state(), "history": history})
-            write_curves(workdir / "curves.csv", history)
+            path = None
+            if leader:
+                path = save_checkpoint(workdir, {
+                    "identity": identity.as_dict(), "params": trial.to_dict(), "step": step,
+                    **{key: module.state_dict() for key, module in task.modules.items()},
+                    "rng": rng_state(), "history": history})
+                write_curves(workdir / "curves.csv", history)
             emit("checkpoint", step, path)
-        _maybe_fault(workdir, step)
+        _maybe_fault(workdir, step, dist.rank if dist else 0)
         tick = time.perf_counter()
+
+    if not leader:  # rank 0 validates and exports the (identical) weights
+        return LoopResult(step=step, resumed_from=start, metrics={}, generator=workdir / "generator.pt",
+                          curves=workdir / "curves.csv", lpips_skipped=None, train_s=_train_s(history),
+                          precision=precision.as_dict())
 
     # a run of 0 steps exports the initial generator, still validated so it can be compared
     final = last_val(history) or validator(task.generator, autocast)[0]
@@ -292,16 +328,23 @@ def _train_s(history: list[dict[str, float]]) -> float:
     return next((float(r["train_s"]) for r in reversed(history) if "train_s" in r), 0.0)
 
 
-def _maybe_fault(workdir: Path, step: int) -> None:
-    """Chaos hook for tests and drills: fail once at step N (raise, SIGKILL, or truncate last.pt and raise).
+def _maybe_fault(workdir: Path, step: int, rank: int = 0) -> None:
+    """Chaos hook for tests and drills: fail once at step N (raise, SIGKILL, or truncate last.pt and
+    raise), or `pause` there: write this process's pid to the marker and wait to be killed from
+    outside (a real SIGKILL at a known step). In a multi-worker trial only rank FACESR_FAULT_RANK
+    (default 0) fires.
 
     A marker file makes it fire once per workdir, so the retried/resumed run gets past it.
     """
     target = os.environ.get(FAULT_STEP_ENV)
     if not target or int(target) != step or (workdir / f".fault_fired_{step}").exists():
         return
-    (workdir / f".fault_fired_{step}").touch()
+    if rank != int(os.environ.get(FAULT_RANK_ENV, "0")):
+        return
     mode = os.environ.get(FAULT_MODE_ENV, "raise")
+    atomic_write_text(workdir / f".fault_fired_{step}", f"{os.getpid()}\n" if mode == "pause" else "")
+    if mode == "pause":
+        time.sleep(600)  # the drill kills this process; if nobody does, it fails below
     if mode == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     if mode == "corrupt":

@@ -5,6 +5,14 @@ identity, so a retried trial or the whole stage started again resumes from that 
 checkpoints, and a trial of other data, code, params or init never sees them. When the trial's
 workdir is not on this node (a cluster retry on another node) it restores from the Ray checkpoint
 it last reported.
+
+A trial of `resources.workers_per_trial` N > 1 is a Ray Train `TorchTrainer` of N workers (DDP,
+gloo on CPU, nccl on CUDA) started by its Tune trial (`_train_workers`), so several such trials
+still run side by side in the sweep. The trial's files stay the source of truth: rank 0 resumes
+from them (or from the Ray Train checkpoint it last reported) and every rank loads what it chose,
+rank 0 writes the checkpoints, logs to the trial's one MLflow run and exports; a killed worker makes
+Ray Train restart the worker group (FailureConfig(max_failures)), which resumes from the last
+checkpoint. Each rank writes `workers/rank<r>.json` (its pid and node) in the trial's workdir.
 """
 
 from __future__ import annotations
@@ -73,6 +81,10 @@ def _trainable(config: dict[str, Any]) -> None:
     import torch
     from ray import tune
 
+    if config["workers"] > 1:
+        _train_workers(config)
+        return
+
     from facesr.train.loop import train
 
     trial, identity = trial_from_dict(config["point"]["trial"]), RunIdentity(**config["point"]["identity"])
@@ -122,6 +134,127 @@ def _trainable(config: dict[str, Any]) -> None:
                     checkpoint=tune.Checkpoint.from_directory(d))
 
 
+# ------------------------------------------------------------------------------ multi-worker trials
+
+WORKERS_DIR = "workers"  # <trial workdir>/workers/rank<r>.json: each worker's pid and node
+DRIVER_MEMORY = 256 * 1024**2  # bytes of Ray's memory resource a multi-worker trial's driver asks for
+
+
+def _train_workers(config: dict[str, Any]) -> None:
+    """A Tune trial of N > 1 workers: one Ray Train run (`_worker` on each), then the trial's final
+    report to Tune with the files rank 0 reported last."""
+    from ray import train, tune
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    trial, identity = trial_from_dict(config["point"]["trial"]), RunIdentity(**config["point"]["identity"])
+    name = trial_name(trial, identity)
+    gpus = config["gpus"]
+    trainer = TorchTrainer(
+        _worker, train_loop_config=config,
+        torch_config=TorchConfig(backend="nccl" if gpus else "gloo"),
+        scaling_config=train.ScalingConfig(num_workers=config["workers"], use_gpu=bool(gpus),
+                                           resources_per_worker={"CPU": config["cpus"], **({"GPU": gpus} if gpus else {})}),
+        # the same name and storage on a Tune retry: Ray Train finds the checkpoints it kept
+        run_config=train.RunConfig(name=name, storage_path=str(Path(config["workdir"]) / "ray" / "workers"),
+                                   failure_config=train.FailureConfig(max_failures=config["max_failures"]),
+                                   checkpoint_config=train.CheckpointConfig(num_to_keep=2)))
+    result = trainer.fit()
+    with result.checkpoint.as_directory() as d:
+        tune.report({k: v for k, v in result.metrics.items() if isinstance(v, (int, float))},
+                    checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def _restore_from_train(workdir: Path) -> None:
+    """Copy the checkpoint Ray Train kept for this run to <workdir>/ray.pt (atomically), if there is one."""
+    import ray.train
+
+    ray_ckpt = ray.train.get_checkpoint()
+    if ray_ckpt is None:
+        return
+    with ray_ckpt.as_directory() as d:
+        if (Path(d) / LAST).is_file():
+            with open(Path(d) / LAST, "rb") as src, atomic_open(workdir / FROM_RAY, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+
+
+def _worker(config: dict[str, Any]) -> None:
+    """Body of each Ray Train worker of a multi-worker trial: the loop as rank r of N; rank 0 also
+    restores, tracks and reports the checkpoints, and every rank reports as often as rank 0."""
+    import ray
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    from facesr.device import resolve_device
+    from facesr.train.distributed import Distributed
+    from facesr.train.loop import train
+
+    trial, identity = trial_from_dict(config["point"]["trial"]), RunIdentity(**config["point"]["identity"])
+    torch.set_num_threads(config["cpus"])
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+    # Ray Train picks this worker's GPU (its local rank); a loop set to cpu stays on the CPU
+    cuda = resolve_device(trial.loop.device, setting="loop.device") == "cuda"
+    dist = Distributed(rank=rank, world_size=context.get_world_size(),
+                       device=ray.train.torch.get_device() if cuda else torch.device("cpu"))
+    name = trial_name(trial, identity)
+    workdir = Path(config["workdir"]) / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    node_id = ray.get_runtime_context().get_node_id()
+    with atomic_open(workdir / WORKERS_DIR / f"rank{rank}.json", "w") as fh:
+        json.dump({"rank": rank, "pid": os.getpid(), "node_id": node_id}, fh)
+    tracker = None
+    if dist.leader:
+        _restore_from_train(workdir)
+        tracker = TrialTracker(uri=config["mlflow_uri"], experiment=config["experiment"],
+                               parent_run_id=config["parent_run_id"], run_name=name, trial=trial,
+                               tags={**config["tags"], **identity.tags()}, workdir=workdir, data=config["data"])
+    latest: dict[str, float] = {}
+
+    def on_event(kind: str, step: int, payload: Any) -> None:
+        if kind == "checkpoint":  # every rank, at the same steps: ray.train.report is a barrier
+            if payload is None:
+                ray.train.report({"step": step})
+                return
+            with tempfile.TemporaryDirectory() as d:
+                shutil.copy2(payload, Path(d) / LAST)
+                ray.train.report({"step": step, **latest}, checkpoint=ray.train.Checkpoint.from_directory(d))
+        elif tracker is None:
+            return
+        elif kind in ("train", "val"):
+            values = {k: v for k, v in payload.items() if k != "step"}
+            latest.update(values)
+            tracker.log_metrics(step, values)
+        elif kind == "resumed":
+            tracker.replay(payload)
+        elif kind == "sample":
+            tracker.log_artifact(payload, "samples")
+
+    try:
+        result = train(trial, data_root=config["data"], workdir=workdir, identity=identity,
+                       init=config["init"] or None, on_event=on_event, dist=dist)
+        if tracker is not None:
+            tracker.log_artifact(result.curves)
+    except BaseException:
+        if tracker is not None:
+            tracker.end("FAILED")
+        raise
+    if tracker is None:
+        ray.train.report({"step": result.step})
+        return
+    tracker.end("FINISHED")
+    with tempfile.TemporaryDirectory() as d:
+        shutil.copy2(result.generator, Path(d) / "generator.pt")
+        shutil.copy2(result.curves, Path(d) / "curves.csv")
+        done = TrialResult(name=name, variant=trial.variant, fingerprint=identity.fingerprint,
+                           mlflow_run_id=tracker.run_id, metrics=result.metrics, step=result.step,
+                           resumed_from=result.resumed_from, lpips_skipped=result.lpips_skipped,
+                           train_s=round(result.train_s, 1), node_id=node_id)
+        (Path(d) / "trial.json").write_text(json.dumps(done.summary()))
+        ray.train.report({"step": result.step, **latest, **result.metrics, "done": 1},
+                         checkpoint=ray.train.Checkpoint.from_directory(d))
+
+
 # --------------------------------------------------------------------------------------- driver
 
 def fit_cpus(cpus: int, stage: str) -> int:
@@ -153,10 +286,16 @@ def run_trials(config: StageConfig, identities: list[RunIdentity], *, data: Path
         cpus = fit_cpus(config.resources.cpus_per_trial, config.stage)
         # Ask the cluster, not this process: a CPU-only driver may steer a cluster of GPU nodes.
         gpus = config.resources.gpus_per_trial if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        workers = config.resources.workers_per_trial
         points = [{"trial": t.to_dict(), "identity": vars(i)} for t, i in zip(config.trials, identities)]
+        # A trial of N > 1 workers is only their driver: the Ray Train run asks for N x (cpus, gpus)
+        # itself, and waits (retrying its start) until the cluster has them. The driver holds no
+        # CPU (a node's CPUs stay whole for the workers), only memory: Tune refuses an empty request.
+        trial_resources = {"cpu": cpus, "gpu": gpus} if workers == 1 else {"cpu": 0, "gpu": 0, "memory": DRIVER_MEMORY}
         tuner = tune.Tuner(
-            tune.with_resources(_trainable, {"cpu": cpus, "gpu": gpus}),
-            param_space={"point": tune.grid_search(points), "cpus": cpus, "data": str(data.resolve()),
+            tune.with_resources(_trainable, trial_resources),
+            param_space={"point": tune.grid_search(points), "cpus": cpus, "gpus": gpus, "workers": workers,
+                         "max_failures": config.max_failures, "data": str(data.resolve()),
                          "workdir": str(workdir.resolve()), "init": str(init.resolve()) if init else "", "mlflow_uri": mlflow_uri,
                          "experiment": config.context.mlflow.experiment, "parent_run_id": parent_run_id, "tags": tags},
             # no metric here: intermediate reports (at checkpoints) need not carry validation scores;

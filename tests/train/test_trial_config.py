@@ -49,12 +49,26 @@ def test_smoke_test_sizes_win_over_a_variants_overrides():
     (lambda s: s["variants"]["method1"].pop("model"), r"train\.variants\.method1: missing key\(s\) model"),
     (lambda s: s.pop("select"), r"train: missing key\(s\) select"),
     (lambda s: s.update(mlflow={"experiment": "x"}), r"train: unknown key\(s\) mlflow"),  # top-level now
+    (lambda s: s["resources"].update(workers_per_trial=3),
+     r"params\.yaml: train\.loop\.batch_size: 4 \(variant srresnet\) is not divisible by "
+     r"train\.resources\.workers_per_trial 3"),
+    (lambda s: s["resources"].update(workers_per_trial=0), r"train\.resources\.workers_per_trial: 0 is less than 1"),
 ])
 def test_bad_params_name_the_file_the_key_and_the_allowed_values(edit, message):
     sec = copy.deepcopy(section())
     edit(sec)
     with pytest.raises(ParamsError, match=message):
         parse_stage(sec, stage="train", gan=False, smoke_test=False, source="params.yaml", **SHARED)
+
+
+def test_workers_per_trial_defaults_to_one_and_splits_the_global_batch():
+    sec = copy.deepcopy(section())
+    assert parse_stage(sec, stage="train", gan=False, smoke_test=False, **SHARED).resources.workers_per_trial == 1
+    sec["resources"] = {"cpus_per_trial": 1, "gpus_per_trial": 0}  # a file without the key: one worker
+    assert parse_stage(sec, stage="train", gan=False, smoke_test=False, **SHARED).resources.workers_per_trial == 1
+    sec["resources"]["workers_per_trial"] = 4
+    config = parse_stage(sec, stage="train", gan=False, smoke_test=False, **SHARED)
+    assert config.resources.workers_per_trial == 4 and {t.loop.batch_size for t in config.trials} == {4}
 
 
 def test_the_gan_section_parses_to_gan_trials_without_a_model():
