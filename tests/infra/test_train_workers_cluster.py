@@ -15,7 +15,7 @@ import pytest
 from infra_cluster import REPO, cluster_nodes, session, wait_for
 from test_train_cluster import link_data, stage_cmd, stage_env, train_params
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]  # about a minute on 2 cores: test-long
 
 
 def test_one_trial_of_two_workers_spans_both_nodes(ray_cluster, prepared_synthetic, tmp_path):
