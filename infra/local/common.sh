@@ -16,7 +16,7 @@ MLFLOW_PORT="${FACESR_MLFLOW_PORT:-5000}"
 POSTGRES_PORT="${FACESR_POSTGRES_PORT:-5433}"
 RAY_PORT="${FACESR_RAY_PORT:-6380}"
 # Ray picks its other ports itself unless told (workers take 10002-19999: keep RAY_PORT+20 out of it); two nodes on one host, or two engineers' clusters,
-# then collide on the fixed defaults (8265, 10001, 52365, 44217). Derive them from RAY_PORT instead.
+# then collide on the fixed defaults (8265, 10001, 52365, 44217, 44227). Derive them from RAY_PORT instead.
 RAY_DASHBOARD_PORT="${FACESR_RAY_DASHBOARD_PORT:-$((RAY_PORT + 1885))}"
 RAY_HEAD_CPUS="${FACESR_RAY_HEAD_CPUS:-1}"
 RAY_WORKER_CPUS="${FACESR_RAY_WORKER_CPUS:-1}"
