@@ -9,7 +9,7 @@ import warnings
 
 from facesr.inference.errors import InferenceError
 from facesr.inference.files import collect_inputs, upscale_files
-from facesr.inference.loading import DEFAULT_MODEL, RUNTIMES, PickleLoadWarning, load
+from facesr.inference.loading import DEFAULT_MODEL, PickleLoadWarning, add_runtime_arguments, load
 
 
 def add_parser(subparsers) -> None:
@@ -25,13 +25,7 @@ def add_parser(subparsers) -> None:
                    help="checkpoint path, MLflow URI (models:/facesr-method1@champion, runs:/ID/model), MLflow "
                         "model folder, or a name (srresnet, method1, method2, a train variant: NAME.pt where dvc.yaml's "
                         f"stages write models; bicubic needs none) (default {DEFAULT_MODEL})")
-    p.add_argument("--runtime", choices=RUNTIMES, default="auto",
-                   help="torch: the generator in PyTorch; onnx: an exported .onnx file (facesr export) in ONNX "
-                        "Runtime, given as --model or lying beside the generator file; auto: onnx for an .onnx "
-                        "file, else torch (default auto)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="torch runtime: fp32, bf16 autocast, or auto (bf16 where the device does it fast); "
-                        "ONNX Runtime is always fp32 (default auto)")
+    add_runtime_arguments(p)
     p.add_argument("--allow-pickle", action="store_true",
                    help="also load MLflow pytorch models, which are pickles (facesr registered those before "
                         "its weights-only models): unpickling runs any code the file holds, so only for a "

@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from facesr.device import PRECISIONS
 from facesr.inference.errors import ModelSourceError
 from facesr.inference.onnx_runtime import ONNX_SUFFIX
 from facesr.inference.upscaler import Upscaler
@@ -29,6 +30,17 @@ DEFAULT_MODEL = "method1"
 # this CPU ONNX Runtime is not faster than torch's default (bf16 autocast), so auto never swaps a
 # generator file for its export.
 RUNTIMES = ("auto", "torch", "onnx")
+
+
+def add_runtime_arguments(parser) -> None:
+    """`--runtime` and `--precision`, as `load` takes them: the same options for `facesr upscale` and `facesr serve`."""
+    parser.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                        help="torch: the generator in PyTorch; onnx: an exported .onnx file (facesr export) in ONNX "
+                             "Runtime, given as the model or lying beside the generator file; auto: onnx for an "
+                             ".onnx file, else torch (default auto)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="torch runtime: fp32, bf16 autocast, or auto (bf16 where the device does it fast); "
+                             "ONNX Runtime is always fp32 (default auto)")
 # the project folder of a source checkout (site-packages for an installed facesr: no dvc.yaml there)
 CHECKOUT = Path(__file__).resolve().parents[2]
 

@@ -39,7 +39,7 @@ from facesr.data.imageio import TooManyPixels
 from facesr.fileio import atomic_open
 from facesr.inference.errors import BadImageError, InferenceError
 from facesr.inference.images import read_image
-from facesr.inference.loading import DEFAULT_MODEL, load
+from facesr.inference.loading import DEFAULT_MODEL, add_runtime_arguments, load
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -68,10 +68,13 @@ class RequestRejected(InferenceError):
 @dataclass(frozen=True)
 class ServeConfig:
     """What the server replica needs: the model source (a path made absolute, a URI or a name resolved in
-    the driver's folder), its device, the token (None: no auth) and the limits of a request and a batch."""
+    the driver's folder), how it runs (device, runtime, precision: as `load` takes them), the token (None:
+    no auth) and the limits of a request and a batch."""
 
     source: str
     device: str
+    runtime: str
+    precision: str
     allow_pickle: bool
     token: str | None
     max_bytes: int
@@ -102,6 +105,7 @@ def add_parser(subparsers) -> None:
                    help="accept requests without a token (refused on a non-loopback --host unless --insecure)")
     p.add_argument("--insecure", action="store_true",
                    help="with --no-auth: allow a non-loopback --host, i.e. anyone who can reach it may use it")
+    add_runtime_arguments(p)
     p.add_argument("--allow-pickle", action="store_true",
                    help="also load pickled MLflow pytorch models (see `facesr upscale --help`)")
     p.add_argument("--device", default=None, help="cpu, cuda or auto (default auto: cuda when available)")
@@ -247,7 +251,8 @@ class FaceSRServer:
         from ray import serve
 
         self.config = config
-        self.upscaler = load(config.source, device=config.device, allow_pickle=config.allow_pickle)
+        self.upscaler = load(config.source, device=config.device, allow_pickle=config.allow_pickle,
+                             runtime=config.runtime, precision=config.precision)
         # serve.batch around the bound method, so that the batch limits come from the command line
         self.batched = serve.batch(max_batch_size=config.max_batch_size,
                                    batch_wait_timeout_s=config.batch_wait_s)(self.upscale_faces)
@@ -307,7 +312,8 @@ def run_cli(args: argparse.Namespace) -> int:
         check_options(args)
         device = resolve_device(args.device, setting="--device")
         # loaded here first: a bad source is an error now, not a replica that Serve restarts again and again
-        upscaler = load(args.model, device=device, allow_pickle=args.allow_pickle)
+        upscaler = load(args.model, device=device, allow_pickle=args.allow_pickle, runtime=args.runtime,
+                        precision=args.precision)
         check_port_free(args.host, args.port)
     except (DeviceError, InferenceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -317,7 +323,8 @@ def run_cli(args: argparse.Namespace) -> int:
         source = str(Path(source).resolve())  # the replica's working folder need not be this one
     del upscaler
     token, token_file = (None, None) if args.no_auth else server_token(args.token_file)
-    config = ServeConfig(source=source, device=device, allow_pickle=args.allow_pickle, token=token,
+    config = ServeConfig(source=source, device=device, runtime=args.runtime, precision=args.precision,
+                         allow_pickle=args.allow_pickle, token=token,
                          max_bytes=args.max_bytes, max_pixels=args.max_pixels, max_batch_size=args.max_batch_size,
                          batch_wait_s=args.batch_wait_ms / 1000.0)
     if token is None:

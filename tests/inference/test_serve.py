@@ -239,3 +239,19 @@ def test_token_from_env_or_made_and_written_private(tmp_path, monkeypatch):
     assert where == str(tmp_path / "t") and (tmp_path / "t").read_text() == token + "\n"
     assert stat.S_IMODE((tmp_path / "t").stat().st_mode) == 0o600
     assert server_token(tmp_path / "t")[0] != token  # a new one each start
+
+
+def test_runtime_and_precision_reach_the_model_before_a_server_starts(tiny_srresnet, capsys):
+    """`--runtime`/`--precision` are `facesr upscale`'s: load gets them, so a generator file with no
+    export beside it cannot be served with --runtime onnx, and ONNX Runtime takes no bf16."""
+    from facesr.cli import build_parser
+
+    # the port is taken: had the options been dropped, the model would load and the port be the error
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = str(taken.getsockname()[1])
+        for extra, expected in [(["--runtime", "onnx"], "no export of these weights beside it"),
+                                (["--runtime", "torch", "--precision", "fp32"], f"cannot listen on 127.0.0.1:{port}")]:
+            args = build_parser().parse_args(["serve", str(tiny_srresnet), "--port", port, "--device", "cpu", *extra])
+            assert args.func(args) == 2
+            assert expected in capsys.readouterr().err
