@@ -242,8 +242,8 @@ def test_token_from_env_or_made_and_written_private(tmp_path, monkeypatch):
 
 
 def test_runtime_and_precision_reach_the_model_before_a_server_starts(tiny_srresnet, capsys):
-    """`--runtime`/`--precision` are `facesr upscale`'s: load gets them, so a generator file with no
-    export beside it cannot be served with --runtime onnx, and ONNX Runtime takes no bf16."""
+    """`--runtime`/`--precision` are `facesr upscale`'s and load gets them: a generator file with no
+    export beside it cannot be served with --runtime onnx; with --runtime torch it loads."""
     from facesr.cli import build_parser
 
     # the port is taken: had the options been dropped, the model would load and the port be the error
