@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+# long: test_train_cluster.py checks the same placement and node failure with the real train stage in
+# `make test`; this in-process driver's route (services.init_ray with the cluster's token) runs in test-long
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 
 def _trainable(config):
