@@ -81,6 +81,33 @@ def test_upscale_with_the_pipeline_model(repo, tmp_path):
                 assert im.mode == "RGB" and im.size[1] == 128 and (width is None or im.size[0] == width), (sub, im.size)
 
 
+def test_upscale_runtime_onnx_of_the_pipeline_model_on_its_test_faces_writes_what_torch_writes(repo, tmp_path,
+                                                                                              capsys):
+    """Issue 25, acceptance 2: the pipeline's Method 1 exported (`facesr export`) and run by ONNX Runtime
+    on the pipeline's own test LR faces (data/prepared/test/lr.npy) writes every image within 1/255 of
+    the torch path at fp32."""
+    import numpy as np
+    from PIL import Image
+
+    from facesr.cli import main
+
+    lr = np.load(repo / "data" / "prepared" / "test" / "lr.npy")
+    src = tmp_path / "lr"
+    src.mkdir()
+    for i, face in enumerate(lr):
+        Image.fromarray(face).save(src / f"{i}.png")
+    model = repo / "models" / "train" / "method1.pt"
+    assert main(["export", str(model), "-o", str(tmp_path / "method1.onnx")]) == 0
+    for runtime, source in (("torch", model), ("onnx", tmp_path / "method1.onnx")):
+        assert main(["upscale", str(src), "-o", str(tmp_path / runtime), "--model", str(source), "--runtime", runtime,
+                     "--precision", "fp32", "--device", "cpu"]) == 0
+        assert f"({runtime}, fp32)" in capsys.readouterr().err
+    for i in range(len(lr)):
+        with Image.open(tmp_path / "torch" / f"{i}.png") as a, Image.open(tmp_path / "onnx" / f"{i}.png") as b:
+            assert a.size == b.size == (128, 128)
+            assert np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).max() <= 1, i
+
+
 def test_every_stage_is_a_completed_flow_run(repo, server):
     runs = flow_runs(server)
     for name in [*STAGES, "pipeline"]:
