@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 from facesr.inference.errors import InferenceError, ModelSourceError
-from facesr.inference.loading import DEFAULT_MODEL, URI_SCHEMES, resolve_name
+from facesr.inference.loading import DEFAULT_MODEL, is_mlflow_source, mlflow_generator_file, model_path
 
 
 def add_parser(subparsers) -> None:
@@ -39,29 +38,9 @@ def export_source(source: str, out: str | Path):
 
     if source == "bicubic":
         raise ExportError("bicubic has no weights to export; it is torch's F.interpolate")
-    path = Path(source)
-    if source.startswith(URI_SCHEMES) or (path.is_dir() and (path / "MLmodel").is_file()):
-        return _export_mlflow(source, out)
-    if not path.exists() and path.suffix == "" and "/" not in source:
-        path = resolve_name(source)
-    return export_onnx(path, out)
-
-
-def _export_mlflow(source: str, out: str | Path):
-    import mlflow
-
-    from facesr.inference.onnx_export import export_onnx
-    from facesr.mlflow_model import NotAFacesrModelError, generator_file
-    from facesr.services import mlflow_tracking_uri
-
-    mlflow.set_tracking_uri(mlflow_tracking_uri())
-    with tempfile.TemporaryDirectory(prefix="facesr-export-") as tmp:
-        try:
-            path, _mlmodel = generator_file(source, Path(tmp))
-        except NotAFacesrModelError as exc:
-            raise ModelSourceError(str(exc)) from exc
-        except Exception as exc:  # MlflowException, OSError, YAML errors: all mean "no model here"
-            raise ModelSourceError(f"{source}: cannot read an MLflow model ({type(exc).__name__}: {exc})") from exc
+    if not is_mlflow_source(source):
+        return export_onnx(model_path(source), out)
+    with mlflow_generator_file(source) as (path, _mlmodel):
         if path is None:
             raise ModelSourceError(f"{source}: holds no facesr generator file (a pickled pytorch model?); "
                                    "export needs the weights-only generator file")

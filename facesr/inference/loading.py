@@ -13,9 +13,11 @@ under the project folder of the nearest dvc.yaml, then under this checkout's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,8 @@ def add_runtime_arguments(parser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="torch runtime: fp32, bf16 autocast, or auto (bf16 where the device does it fast); "
                              "ONNX Runtime is always fp32 (default auto)")
+
+
 # the project folder of a source checkout (site-packages for an installed facesr: no dvc.yaml there)
 CHECKOUT = Path(__file__).resolve().parents[2]
 
@@ -78,8 +82,42 @@ def resolve_name(name: str) -> Path:
     raise ModelSourceError(f"model '{name}': none of {', '.join(map(str, searched))} exists; {how}")
 
 
-def _is_uri(source: str) -> bool:
-    return source.startswith(URI_SCHEMES)
+def is_mlflow_source(source: str) -> bool:
+    """An MLflow model URI, or a folder holding an MLmodel file."""
+    path = Path(source)
+    return source.startswith(URI_SCHEMES) or (path.is_dir() and (path / "MLmodel").is_file())
+
+
+def model_path(source: str) -> Path:
+    """The file a source that is not an MLflow model names: the path itself, or a bare name's pipeline
+    file (`resolve_name`) when no such path exists; ModelSourceError when there is no file."""
+    path = Path(source)
+    if not path.exists() and path.suffix == "" and os.sep not in source and "/" not in source:
+        path = resolve_name(source)
+    if not path.exists():
+        raise ModelSourceError(f"{path}: model file not found")
+    return path
+
+
+@contextlib.contextmanager
+def mlflow_generator_file(source: str) -> Iterator[tuple[Path | None, Any]]:
+    """The facesr generator file of the MLflow model `source` (None for a model without one, e.g. a pickled
+    pytorch model) and its MLmodel, downloaded into a temporary folder that lasts as long as the context;
+    ModelSourceError when `source` cannot be read as an MLflow model."""
+    import mlflow
+
+    from facesr.mlflow_model import NotAFacesrModelError, generator_file
+    from facesr.services import mlflow_tracking_uri
+
+    mlflow.set_tracking_uri(mlflow_tracking_uri())
+    with tempfile.TemporaryDirectory(prefix="facesr-model-") as tmp:
+        try:
+            found = generator_file(source, Path(tmp))
+        except NotAFacesrModelError as exc:
+            raise ModelSourceError(str(exc)) from exc
+        except Exception as exc:  # MlflowException, OSError, YAML errors: all mean "no model here"
+            raise ModelSourceError(f"{source}: cannot read an MLflow model ({type(exc).__name__}: {exc})") from exc
+        yield found
 
 
 def load(source: Any = DEFAULT_MODEL, device: str | None = None, *, allow_pickle: bool = False,
@@ -124,17 +162,10 @@ def load(source: Any = DEFAULT_MODEL, device: str | None = None, *, allow_pickle
         model = build_model("bicubic")
         return Upscaler(model, device=device, name="bicubic", meta=dict(model.spec), source="bicubic",
                         precision=precision)
-    if _is_uri(src):
+    if is_mlflow_source(src):
         _torch_only(runtime, f"{src} (an MLflow model: export its generator file with `facesr export`)")
         return _load_mlflow(src, device, allow_pickle, precision)
-    path = Path(src)
-    if path.is_dir() and (path / "MLmodel").is_file():
-        _torch_only(runtime, f"{src} (an MLflow model: export its generator file with `facesr export`)")
-        return _load_mlflow(str(path), device, allow_pickle, precision)
-    if not path.exists() and path.suffix == "" and os.sep not in src and "/" not in src:
-        path = resolve_name(src)
-    if not path.exists():
-        raise ModelSourceError(f"{path}: model file not found")
+    path = model_path(src)
     if path.suffix == ONNX_SUFFIX:
         if runtime == "torch":
             raise ModelSourceError(f"{path}: an ONNX file runs with runtime onnx (or auto), not torch")
@@ -186,20 +217,10 @@ def _load_onnx(path: Path, requested_device: str | None, device: str, precision:
 
 
 def _load_mlflow(source: str, device: str, allow_pickle: bool, precision: str) -> Upscaler:
-    import mlflow
-
-    from facesr.mlflow_model import GENERATOR_ARTIFACT, NotAFacesrModelError, generator_file
+    from facesr.mlflow_model import GENERATOR_ARTIFACT
     from facesr.models import GeneratorFileError, load_generator
-    from facesr.services import mlflow_tracking_uri
 
-    mlflow.set_tracking_uri(mlflow_tracking_uri())
-    with tempfile.TemporaryDirectory(prefix="facesr-model-") as tmp:
-        try:
-            path, mlmodel = generator_file(source, Path(tmp))
-        except NotAFacesrModelError as exc:
-            raise ModelSourceError(str(exc)) from exc
-        except Exception as exc:  # MlflowException, OSError, YAML errors: all mean "no model here"
-            raise ModelSourceError(f"{source}: cannot read an MLflow model ({type(exc).__name__}: {exc})") from exc
+    with mlflow_generator_file(source) as (path, mlmodel):
         if path is not None:
             try:
                 model, meta = load_generator(path, map_location=device)

@@ -152,7 +152,7 @@ def test_runtime_rules(exported, tmp_path):
 def test_export_cli_errors_write_nothing(tmp_path, capsys):
     out = tmp_path / "x.onnx"
     assert cli_main(["export", str(tmp_path / "missing.pt"), "-o", str(out)]) == 2
-    assert "missing.pt: generator file not found" in capsys.readouterr().err
+    assert "missing.pt: model file not found" in capsys.readouterr().err
     assert cli_main(["export", "bicubic", "-o", str(out)]) == 2
     assert "bicubic has no weights" in capsys.readouterr().err
     assert not out.exists() and list(tmp_path.iterdir()) == []
