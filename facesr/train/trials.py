@@ -17,20 +17,25 @@ checkpoint. Each rank writes `workers/rank<r>.json` (its pid and node) in the tr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from facesr.fileio import atomic_open
 from facesr.services import init_ray
 from facesr.train.checkpoint import FROM_RAY, LAST, RunIdentity
 from facesr.train.config import StageConfig, Trial, trial_from_dict
 from facesr.train.tracking import TrialTracker, mark_failed
+
+if TYPE_CHECKING:  # torch loads inside the trials, not when the stage imports this module
+    from facesr.train.distributed import Distributed
 
 log = logging.getLogger(__name__)
 
@@ -62,44 +67,82 @@ def trial_name(trial: Trial, identity: RunIdentity) -> str:
     return f"{trial.variant}-{identity.fingerprint[:12]}"
 
 
-def _restore_from_ray(workdir: Path) -> None:
-    """Copy the checkpoint Ray kept for this trial to <workdir>/ray.pt (atomically), if there is one."""
-    from ray import tune
+@dataclass(frozen=True)
+class _Reporter:
+    """Where a training process reports: Ray Tune (the process of a 1-worker trial) or Ray Train (each
+    worker of an N-worker trial, whose run reports to Tune once it ends). The two APIs have one shape."""
 
-    ray_ckpt = tune.get_checkpoint()
-    if ray_ckpt is None:
-        return
-    with ray_ckpt.as_directory() as d:
-        if (Path(d) / LAST).is_file():
-            with open(Path(d) / LAST, "rb") as src, atomic_open(workdir / FROM_RAY, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+    report: Callable[..., None]
+    checkpoint_type: Any
+    get_checkpoint: Callable[[], Any]
+
+    @contextlib.contextmanager
+    def reporting(self, metrics: dict[str, Any]) -> Iterator[Path]:
+        """A folder to put a checkpoint's files in; reported with `metrics` when the context ends."""
+        with tempfile.TemporaryDirectory() as d:
+            yield Path(d)
+            self.report(metrics, checkpoint=self.checkpoint_type.from_directory(d))
+
+    def restore(self, workdir: Path) -> None:
+        """Copy the checkpoint Ray kept for this trial to <workdir>/ray.pt (atomically), if there is one."""
+        ray_ckpt = self.get_checkpoint()
+        if ray_ckpt is None:
+            return
+        with ray_ckpt.as_directory() as d:
+            if (Path(d) / LAST).is_file():
+                with open(Path(d) / LAST, "rb") as src, atomic_open(workdir / FROM_RAY, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
 
 
 def _trainable(config: dict[str, Any]) -> None:
-    """Body of every Ray trial: restore, train, report, track; indexes only its config keys."""
-    import ray
+    """Body of every Ray trial: one training process, or the driver of a multi-worker trial; indexes only
+    its config keys."""
     import torch
     from ray import tune
 
     if config["workers"] > 1:
         _train_workers(config)
         return
+    torch.set_num_threads(config["cpus"])
+    _train_process(config, _Reporter(tune.report, tune.Checkpoint, tune.get_checkpoint), dist=None)
+
+
+def _train_process(config: dict[str, Any], reporter: _Reporter, dist: Distributed | None) -> None:
+    """One training process of a trial: the whole trial (`dist` None) or rank r of N. The leader (the
+    one process, or rank 0) restores, tracks the trial's MLflow run, reports its checkpoints and, at
+    the end, its files and metrics; the other ranks report at the same steps with no checkpoint (Ray
+    Train's report is a barrier)."""
+    import ray
 
     from facesr.train.loop import train
 
     trial, identity = trial_from_dict(config["point"]["trial"]), RunIdentity(**config["point"]["identity"])
-    torch.set_num_threads(config["cpus"])
     name = trial_name(trial, identity)
     workdir = Path(config["workdir"]) / name
     workdir.mkdir(parents=True, exist_ok=True)
-    _restore_from_ray(workdir)
-    tracker = TrialTracker(uri=config["mlflow_uri"], experiment=config["experiment"],
-                           parent_run_id=config["parent_run_id"], run_name=name, trial=trial,
-                           tags={**config["tags"], **identity.tags()}, workdir=workdir, data=config["data"])
+    # Tune's node_ip is the same for every node of a one-host cluster; the node id is not
+    node_id = ray.get_runtime_context().get_node_id()
+    if dist is not None:
+        with atomic_open(workdir / WORKERS_DIR / f"rank{dist.rank}.json", "w") as fh:
+            json.dump({"rank": dist.rank, "pid": os.getpid(), "node_id": node_id}, fh)
+    tracker = None
+    if dist is None or dist.leader:
+        reporter.restore(workdir)
+        tracker = TrialTracker(uri=config["mlflow_uri"], experiment=config["experiment"],
+                               parent_run_id=config["parent_run_id"], run_name=name, trial=trial,
+                               tags={**config["tags"], **identity.tags()}, workdir=workdir, data=config["data"])
     latest: dict[str, float] = {}
 
     def on_event(kind: str, step: int, payload: Any) -> None:
-        if kind in ("train", "val"):
+        if kind == "checkpoint":
+            if payload is None:  # a rank > 0
+                reporter.report({"step": step})
+                return
+            with reporter.reporting({"step": step, **latest}) as d:
+                shutil.copy2(payload, d / LAST)
+        elif tracker is None:
+            return
+        elif kind in ("train", "val"):
             values = {k: v for k, v in payload.items() if k != "step"}
             latest.update(values)
             tracker.log_metrics(step, values)
@@ -107,31 +150,28 @@ def _trainable(config: dict[str, Any]) -> None:
             tracker.replay(payload)
         elif kind == "sample":
             tracker.log_artifact(payload, "samples")
-        elif kind == "checkpoint":
-            with tempfile.TemporaryDirectory() as d:
-                shutil.copy2(payload, Path(d) / LAST)
-                tune.report({"step": step, **latest}, checkpoint=tune.Checkpoint.from_directory(d))
 
     try:
         result = train(trial, data_root=config["data"], workdir=workdir, identity=identity,
-                       init=config["init"] or None, on_event=on_event)
-        tracker.log_artifact(result.curves)
+                       init=config["init"] or None, on_event=on_event, dist=dist)
+        if tracker is not None:
+            tracker.log_artifact(result.curves)
     except BaseException:
-        tracker.end("FAILED")
+        if tracker is not None:
+            tracker.end("FAILED")
         raise
+    if tracker is None:
+        reporter.report({"step": result.step})
+        return
     tracker.end("FINISHED")
-    with tempfile.TemporaryDirectory() as d:
-        shutil.copy2(result.generator, Path(d) / "generator.pt")
-        shutil.copy2(result.curves, Path(d) / "curves.csv")
-        done = TrialResult(name=name, variant=trial.variant, fingerprint=identity.fingerprint,
-                           mlflow_run_id=tracker.run_id, metrics=result.metrics, step=result.step,
-                           resumed_from=result.resumed_from, lpips_skipped=result.lpips_skipped,
-                           train_s=round(result.train_s, 1),
-                           # Tune's node_ip is the same for every node of a one-host cluster; the node id is not
-                           node_id=ray.get_runtime_context().get_node_id())
-        (Path(d) / "trial.json").write_text(json.dumps(done.summary()))
-        tune.report({"step": result.step, **latest, **result.metrics, "done": 1},
-                    checkpoint=tune.Checkpoint.from_directory(d))
+    done = TrialResult(name=name, variant=trial.variant, fingerprint=identity.fingerprint,
+                       mlflow_run_id=tracker.run_id, metrics=result.metrics, step=result.step,
+                       resumed_from=result.resumed_from, lpips_skipped=result.lpips_skipped,
+                       train_s=round(result.train_s, 1), node_id=node_id)
+    with reporter.reporting({"step": result.step, **latest, **result.metrics, "done": 1}) as d:
+        shutil.copy2(result.generator, d / "generator.pt")
+        shutil.copy2(result.curves, d / "curves.csv")
+        (d / "trial.json").write_text(json.dumps(done.summary()))
 
 
 # ------------------------------------------------------------------------------ multi-worker trials
@@ -164,95 +204,23 @@ def _train_workers(config: dict[str, Any]) -> None:
                     checkpoint=tune.Checkpoint.from_directory(d))
 
 
-def _restore_from_train(workdir: Path) -> None:
-    """Copy the checkpoint Ray Train kept for this run to <workdir>/ray.pt (atomically), if there is one."""
-    import ray.train
-
-    ray_ckpt = ray.train.get_checkpoint()
-    if ray_ckpt is None:
-        return
-    with ray_ckpt.as_directory() as d:
-        if (Path(d) / LAST).is_file():
-            with open(Path(d) / LAST, "rb") as src, atomic_open(workdir / FROM_RAY, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-
-
 def _worker(config: dict[str, Any]) -> None:
-    """Body of each Ray Train worker of a multi-worker trial: the loop as rank r of N; rank 0 also
-    restores, tracks and reports the checkpoints, and every rank reports as often as rank 0."""
-    import ray
+    """Body of each Ray Train worker of a multi-worker trial: the training process of rank r of N."""
     import ray.train
     import ray.train.torch
     import torch
 
     from facesr.device import resolve_device
     from facesr.train.distributed import Distributed
-    from facesr.train.loop import train
 
-    trial, identity = trial_from_dict(config["point"]["trial"]), RunIdentity(**config["point"]["identity"])
     torch.set_num_threads(config["cpus"])
+    trial = trial_from_dict(config["point"]["trial"])
     context = ray.train.get_context()
-    rank = context.get_world_rank()
     # Ray Train picks this worker's GPU (its local rank); a loop set to cpu stays on the CPU
     cuda = resolve_device(trial.loop.device, setting="loop.device") == "cuda"
-    dist = Distributed(rank=rank, world_size=context.get_world_size(),
+    dist = Distributed(rank=context.get_world_rank(), world_size=context.get_world_size(),
                        device=ray.train.torch.get_device() if cuda else torch.device("cpu"))
-    name = trial_name(trial, identity)
-    workdir = Path(config["workdir"]) / name
-    workdir.mkdir(parents=True, exist_ok=True)
-    node_id = ray.get_runtime_context().get_node_id()
-    with atomic_open(workdir / WORKERS_DIR / f"rank{rank}.json", "w") as fh:
-        json.dump({"rank": rank, "pid": os.getpid(), "node_id": node_id}, fh)
-    tracker = None
-    if dist.leader:
-        _restore_from_train(workdir)
-        tracker = TrialTracker(uri=config["mlflow_uri"], experiment=config["experiment"],
-                               parent_run_id=config["parent_run_id"], run_name=name, trial=trial,
-                               tags={**config["tags"], **identity.tags()}, workdir=workdir, data=config["data"])
-    latest: dict[str, float] = {}
-
-    def on_event(kind: str, step: int, payload: Any) -> None:
-        if kind == "checkpoint":  # every rank, at the same steps: ray.train.report is a barrier
-            if payload is None:
-                ray.train.report({"step": step})
-                return
-            with tempfile.TemporaryDirectory() as d:
-                shutil.copy2(payload, Path(d) / LAST)
-                ray.train.report({"step": step, **latest}, checkpoint=ray.train.Checkpoint.from_directory(d))
-        elif tracker is None:
-            return
-        elif kind in ("train", "val"):
-            values = {k: v for k, v in payload.items() if k != "step"}
-            latest.update(values)
-            tracker.log_metrics(step, values)
-        elif kind == "resumed":
-            tracker.replay(payload)
-        elif kind == "sample":
-            tracker.log_artifact(payload, "samples")
-
-    try:
-        result = train(trial, data_root=config["data"], workdir=workdir, identity=identity,
-                       init=config["init"] or None, on_event=on_event, dist=dist)
-        if tracker is not None:
-            tracker.log_artifact(result.curves)
-    except BaseException:
-        if tracker is not None:
-            tracker.end("FAILED")
-        raise
-    if tracker is None:
-        ray.train.report({"step": result.step})
-        return
-    tracker.end("FINISHED")
-    with tempfile.TemporaryDirectory() as d:
-        shutil.copy2(result.generator, Path(d) / "generator.pt")
-        shutil.copy2(result.curves, Path(d) / "curves.csv")
-        done = TrialResult(name=name, variant=trial.variant, fingerprint=identity.fingerprint,
-                           mlflow_run_id=tracker.run_id, metrics=result.metrics, step=result.step,
-                           resumed_from=result.resumed_from, lpips_skipped=result.lpips_skipped,
-                           train_s=round(result.train_s, 1), node_id=node_id)
-        (Path(d) / "trial.json").write_text(json.dumps(done.summary()))
-        ray.train.report({"step": result.step, **latest, **result.metrics, "done": 1},
-                         checkpoint=ray.train.Checkpoint.from_directory(d))
+    _train_process(config, _Reporter(ray.train.report, ray.train.Checkpoint, ray.train.get_checkpoint), dist=dist)
 
 
 # --------------------------------------------------------------------------------------- driver
